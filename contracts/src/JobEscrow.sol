@@ -1,0 +1,417 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.30;
+
+import {Ownable, Ownable2Step} from "@openzeppelin/contracts/access/Ownable2Step.sol";
+import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
+import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
+import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
+import {IJobEscrow} from "./interfaces/IJobEscrow.sol";
+import {IStaking} from "./interfaces/IStaking.sol";
+import {IModelRegistry} from "./interfaces/IModelRegistry.sol";
+import {IInferaConsumer} from "./interfaces/IInferaConsumer.sol";
+import {Commitment, FinishReason} from "./libraries/Commitment.sol";
+import {TokenTransfers} from "./libraries/TokenTransfers.sol";
+
+/// @title JobEscrow
+/// @notice The on-chain job market (see IJobEscrow). The token balance of this contract always equals
+/// its liabilities: the escrow of every open job, every credited balance and the reward pool.
+contract JobEscrow is IJobEscrow, Ownable2Step, ReentrancyGuardTransient {
+    using SafeERC20 for IERC20;
+    using TokenTransfers for IERC20;
+    using SafeCast for uint256;
+
+    /// @notice One storage slot per job: a digest of the terms the current step needs, and the status.
+    struct JobRecord {
+        bytes31 digest;
+        JobStatus status;
+    }
+
+    uint256 internal constant PRICE_UNIT = 1_000_000;
+    uint256 internal constant BPS = 10_000;
+    bytes32 internal constant SEED_TAG = keccak256("infera.seed.v1");
+
+    // Bounds governance can never leave.
+    uint64 public constant MIN_CHALLENGE_WINDOW = 10 minutes;
+    uint64 public constant MAX_CHALLENGE_WINDOW = 7 days;
+    uint64 public constant MIN_DISPUTE_WINDOW = 1 hours;
+    uint64 public constant MAX_DISPUTE_WINDOW = 14 days;
+    uint64 public constant MAX_JOB_DURATION_LIMIT = 30 days;
+    uint16 public constant MAX_VALIDATOR_FEE_BPS = 2_000;
+    uint16 public constant MIN_COLLATERAL_BPS = 5_000;
+    uint16 public constant MAX_COLLATERAL_BPS = 50_000;
+    /// @notice Most gas a requester may give its callback.
+    uint32 public constant MAX_CALLBACK_GAS = 2_000_000;
+    /// @notice Gas kept back around the callback for the rest of `submitResult`.
+    uint256 internal constant CALLBACK_RESERVE = 20_000;
+
+    IERC20 public immutable token;
+    IStaking public immutable staking;
+    IModelRegistry public immutable registry;
+
+    /// @notice The dispute contract, wired once; zero until then.
+    address public disputes;
+
+    uint64 public challengeWindow;
+    uint64 public disputeWindow;
+    uint64 public maxJobDuration;
+    uint16 public validatorFeeBps;
+    uint16 public collateralBps;
+
+    /// @inheritdoc IJobEscrow
+    uint256 public nextJobId;
+    /// @inheritdoc IJobEscrow
+    uint256 public rewardPool;
+    /// @inheritdoc IJobEscrow
+    mapping(address account => uint256) public credits;
+
+    mapping(uint256 jobId => JobRecord) private _jobs;
+
+    modifier onlyDisputes() {
+        if (msg.sender != disputes || msg.sender == address(0)) revert Unauthorized(msg.sender);
+        _;
+    }
+
+    constructor(
+        IERC20 token_,
+        IStaking staking_,
+        IModelRegistry registry_,
+        address governance,
+        uint64 challengeWindow_,
+        uint64 disputeWindow_,
+        uint64 maxJobDuration_,
+        uint16 validatorFeeBps_,
+        uint16 collateralBps_
+    ) Ownable(governance) {
+        token = token_;
+        staking = staking_;
+        registry = registry_;
+        nextJobId = 1;
+        _setParameters(challengeWindow_, disputeWindow_, maxJobDuration_, validatorFeeBps_, collateralBps_);
+    }
+
+    // ---------------------------------------------------------------- requesters
+
+    /// @inheritdoc IJobEscrow
+    function postJob(JobSpec calldata spec, bytes calldata prompt)
+        external
+        nonReentrant
+        returns (uint256 jobId, Job memory job)
+    {
+        IModelRegistry.ModelTerms memory model = registry.terms(spec.modelId);
+        if (!model.active) revert ModelInactive(spec.modelId);
+        if (
+            spec.maxOutputTokens == 0 || prompt.length == 0
+                || uint256(spec.maxInputTokens) + spec.maxOutputTokens > model.maxContext
+                || spec.sampling.topP > PRICE_UNIT || spec.callbackGasLimit > MAX_CALLBACK_GAS
+                || (spec.callback == address(0) && spec.callbackGasLimit != 0)
+        ) revert InvalidSpec();
+        if (spec.deadline <= block.timestamp || spec.deadline > block.timestamp + maxJobDuration) {
+            revert DeadlinePassed(spec.deadline);
+        }
+        uint256 escrow = _maxCost(spec);
+        if (escrow == 0) revert EmptyEscrow();
+
+        jobId = nextJobId++;
+        job = Job({
+            spec: spec,
+            requester: msg.sender,
+            promptHash: keccak256(prompt),
+            seed: keccak256(abi.encode(SEED_TAG, block.chainid, address(this), jobId, blockhash(block.number - 1))),
+            samplerVersion: model.samplerVersion,
+            minExecutorStake: model.minExecutorStake,
+            escrow: escrow
+        });
+        _jobs[jobId] = JobRecord(_digest(abi.encode(job)), JobStatus.Posted);
+
+        token.pullExact(msg.sender, escrow);
+        emit JobPosted(jobId, msg.sender, spec.modelId, job, prompt);
+    }
+
+    /// @inheritdoc IJobEscrow
+    function cancelJob(uint256 jobId, Job calldata job) external nonReentrant {
+        _enter(jobId, JobStatus.Posted, abi.encode(job), JobStatus.Cancelled);
+        if (msg.sender != job.requester) revert NotRequester(msg.sender);
+        credits[job.requester] += job.escrow;
+        emit JobCancelled(jobId, job.escrow);
+    }
+
+    // ---------------------------------------------------------------- executors
+
+    /// @inheritdoc IJobEscrow
+    function acceptJob(uint256 jobId, Job calldata job) external nonReentrant returns (Assignment memory assignment) {
+        JobRecord storage record = _check(jobId, JobStatus.Posted, abi.encode(job));
+        if (block.timestamp >= job.spec.deadline) revert DeadlinePassed(job.spec.deadline);
+        if (job.spec.executor != address(0) && job.spec.executor != msg.sender) {
+            revert NotDesignatedExecutor(msg.sender);
+        }
+
+        uint256 collateral = job.escrow * collateralBps / BPS;
+        IStaking.Price memory price =
+            staking.lockForJob(msg.sender, jobId, job.spec.modelId, job.minExecutorStake, collateral);
+        if (price.inputPerMillion > job.spec.maxInputPrice || price.outputPerMillion > job.spec.maxOutputPrice) {
+            revert PriceAboveMaximum();
+        }
+
+        assignment = Assignment(msg.sender, price.inputPerMillion, price.outputPerMillion, collateral);
+        record.digest = _digest(abi.encode(job, assignment));
+        record.status = JobStatus.Accepted;
+        emit JobAccepted(jobId, msg.sender, assignment);
+    }
+
+    /// @inheritdoc IJobEscrow
+    function submitResult(uint256 jobId, Job calldata job, Assignment calldata assignment, Result calldata result)
+        external
+        nonReentrant
+        returns (Settlement memory settlement)
+    {
+        JobRecord storage record = _check(jobId, JobStatus.Accepted, abi.encode(job, assignment));
+        if (msg.sender != assignment.executor) revert NotBoundExecutor(msg.sender);
+        if (block.timestamp > job.spec.deadline) revert DeadlinePassed(job.spec.deadline);
+
+        uint256 outputCount = result.outputTokens.length / Commitment.TOKEN_BYTES;
+        if (
+            result.outputTokens.length % Commitment.TOKEN_BYTES != 0 || outputCount > job.spec.maxOutputTokens
+                || result.inputTokens == 0 || result.inputTokens > job.spec.maxInputTokens
+                || result.finishReason == FinishReason.None
+                || (result.finishReason == FinishReason.Length && outputCount != job.spec.maxOutputTokens)
+        ) revert InvalidResult();
+
+        uint256 payment = (result.inputTokens * uint256(assignment.inputPrice)
+                + outputCount * uint256(assignment.outputPrice)) / PRICE_UNIT;
+        uint64 challengeEnd = block.timestamp.toUint64() + challengeWindow;
+        settlement = Settlement({
+            requester: job.requester,
+            executor: assignment.executor,
+            escrow: job.escrow,
+            payment: payment,
+            collateral: assignment.collateral,
+            commitment: Commitment.compute(
+                job.spec.modelId,
+                job.samplerVersion,
+                job.spec.sampling,
+                job.seed,
+                result.promptTokensHash,
+                keccak256(result.outputTokens),
+                result.finishReason
+            ),
+            challengeEnd: challengeEnd,
+            disputeEnd: challengeEnd + disputeWindow
+        });
+        record.digest = _digest(abi.encode(settlement));
+        record.status = JobStatus.Submitted;
+
+        emit ResultSubmitted(
+            jobId,
+            msg.sender,
+            settlement,
+            result.inputTokens,
+            outputCount.toUint32(),
+            result.finishReason,
+            result.promptTokensHash,
+            result.outputTokens,
+            result.output
+        );
+
+        // Interaction last. The executor must forward enough gas for the full callback budget
+        // (63/64 rule), so it cannot make the callback fail by starving it.
+        address callback = job.spec.callback;
+        if (callback != address(0)) {
+            uint256 gasLimit = job.spec.callbackGasLimit;
+            if (gasleft() < gasLimit + gasLimit / 63 + CALLBACK_RESERVE) revert InsufficientGasForCallback();
+            if (callback.code.length == 0) {
+                emit CallbackFailed(jobId, callback);
+            } else {
+                try IInferaConsumer(callback).onJobResult{gas: gasLimit}(jobId, result.output, uint8(result.finishReason)) {}
+                catch {
+                    emit CallbackFailed(jobId, callback);
+                }
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- anyone
+
+    /// @inheritdoc IJobEscrow
+    function finalize(uint256 jobId, Settlement calldata settlement) external nonReentrant {
+        JobRecord storage record = _record(jobId);
+        JobStatus status = record.status;
+        if (status == JobStatus.Submitted) {
+            if (block.timestamp < settlement.challengeEnd) revert ChallengeWindowOpen(settlement.challengeEnd);
+        } else if (status == JobStatus.Disputed) {
+            // A dispute nobody resolved in time settles as if the executor were honest.
+            if (block.timestamp < settlement.disputeEnd) revert DisputeWindowOpen(settlement.disputeEnd);
+        } else {
+            revert WrongStatus(jobId, status);
+        }
+        _enter(jobId, status, abi.encode(settlement), JobStatus.Finalized);
+        _pay(jobId, settlement);
+    }
+
+    /// @inheritdoc IJobEscrow
+    function expire(uint256 jobId, Job calldata job, Assignment calldata assignment) external nonReentrant {
+        _enter(jobId, JobStatus.Accepted, abi.encode(job, assignment), JobStatus.Expired);
+        if (block.timestamp <= job.spec.deadline) revert DeadlineNotPassed(job.spec.deadline);
+
+        credits[job.requester] += job.escrow;
+        uint256 seized = _seize(jobId, assignment.executor, assignment.collateral, IStaking.Fault.NoShow, address(this));
+        credits[job.requester] += seized;
+        emit JobExpired(jobId, job.escrow, seized);
+    }
+
+    /// @inheritdoc IJobEscrow
+    function withdraw() external nonReentrant {
+        uint256 amount = credits[msg.sender];
+        if (amount == 0) revert NothingToWithdraw();
+        credits[msg.sender] = 0;
+        token.safeTransfer(msg.sender, amount);
+        emit Withdrawn(msg.sender, amount);
+    }
+
+    // ---------------------------------------------------------------- dispute contract
+
+    /// @inheritdoc IJobEscrow
+    function freeze(uint256 jobId, Settlement calldata settlement) external onlyDisputes nonReentrant {
+        _enter(jobId, JobStatus.Submitted, abi.encode(settlement), JobStatus.Disputed);
+        if (block.timestamp >= settlement.challengeEnd) revert ChallengeWindowClosed(settlement.challengeEnd);
+        emit JobDisputed(jobId);
+    }
+
+    /// @inheritdoc IJobEscrow
+    function resolve(uint256 jobId, Settlement calldata settlement, bool executorFaulty)
+        external
+        onlyDisputes
+        nonReentrant
+    {
+        if (!executorFaulty) {
+            _enter(jobId, JobStatus.Disputed, abi.encode(settlement), JobStatus.Finalized);
+            _pay(jobId, settlement);
+            return;
+        }
+        _enter(jobId, JobStatus.Disputed, abi.encode(settlement), JobStatus.Rejected);
+        credits[settlement.requester] += settlement.escrow;
+        _seize(jobId, settlement.executor, settlement.collateral, IStaking.Fault.DisputeLost, disputes);
+        emit JobRejected(jobId, settlement.escrow, settlement.collateral);
+    }
+
+    /// @inheritdoc IJobEscrow
+    function payReward(address to, uint256 amount) external onlyDisputes nonReentrant {
+        rewardPool -= amount;
+        credits[to] += amount;
+        emit RewardPaid(to, amount);
+    }
+
+    // ---------------------------------------------------------------- governance
+
+    /// @inheritdoc IJobEscrow
+    function setDisputes(address disputes_) external onlyOwner {
+        if (disputes != address(0) || disputes_.code.length == 0) revert InvalidProtocolContract(disputes_);
+        disputes = disputes_;
+        emit DisputesSet(disputes_);
+    }
+
+    /// @inheritdoc IJobEscrow
+    function setParameters(
+        uint64 challengeWindow_,
+        uint64 disputeWindow_,
+        uint64 maxJobDuration_,
+        uint16 validatorFeeBps_,
+        uint16 collateralBps_
+    ) external onlyOwner {
+        _setParameters(challengeWindow_, disputeWindow_, maxJobDuration_, validatorFeeBps_, collateralBps_);
+        if (maxJobLifetime() > staking.unbondingPeriod()) revert ParameterOutOfBounds();
+    }
+
+    // ---------------------------------------------------------------- views
+
+    /// @inheritdoc IJobEscrow
+    function jobStatus(uint256 jobId) external view returns (JobStatus) {
+        return _jobs[jobId].status;
+    }
+
+    /// @inheritdoc IJobEscrow
+    function maxJobLifetime() public view returns (uint256) {
+        return uint256(maxJobDuration) + challengeWindow + disputeWindow;
+    }
+
+    /// @inheritdoc IJobEscrow
+    function maxCost(JobSpec calldata spec) external pure returns (uint256) {
+        return _maxCost(spec);
+    }
+
+    // ---------------------------------------------------------------- internals
+
+    function _setParameters(
+        uint64 challengeWindow_,
+        uint64 disputeWindow_,
+        uint64 maxJobDuration_,
+        uint16 validatorFeeBps_,
+        uint16 collateralBps_
+    ) private {
+        if (
+            challengeWindow_ < MIN_CHALLENGE_WINDOW || challengeWindow_ > MAX_CHALLENGE_WINDOW
+                || disputeWindow_ < MIN_DISPUTE_WINDOW || disputeWindow_ > MAX_DISPUTE_WINDOW || maxJobDuration_ == 0
+                || maxJobDuration_ > MAX_JOB_DURATION_LIMIT || validatorFeeBps_ > MAX_VALIDATOR_FEE_BPS
+                || collateralBps_ < MIN_COLLATERAL_BPS || collateralBps_ > MAX_COLLATERAL_BPS
+        ) revert ParameterOutOfBounds();
+        challengeWindow = challengeWindow_;
+        disputeWindow = disputeWindow_;
+        maxJobDuration = maxJobDuration_;
+        validatorFeeBps = validatorFeeBps_;
+        collateralBps = collateralBps_;
+        emit ParametersSet(challengeWindow_, disputeWindow_, maxJobDuration_, validatorFeeBps_, collateralBps_);
+    }
+
+    /// @dev Credits a settled job: executor payout, validator fee, refund; releases the collateral.
+    function _pay(uint256 jobId, Settlement calldata s) private {
+        uint256 fee = s.payment * validatorFeeBps / BPS;
+        uint256 payout = s.payment - fee;
+        uint256 refund = s.escrow - s.payment;
+        credits[s.executor] += payout;
+        rewardPool += fee;
+        if (refund != 0) credits[s.requester] += refund;
+        staking.releaseCollateral(s.executor, jobId, s.collateral);
+        emit JobFinalized(jobId, payout, fee, refund);
+    }
+
+    /// @dev Seizes collateral from staking into `to`, returning what arrived here when `to` is this contract.
+    function _seize(uint256 jobId, address executor, uint256 collateral, IStaking.Fault fault, address to)
+        private
+        returns (uint256 received)
+    {
+        if (collateral == 0) return 0;
+        uint256 before = token.balanceOf(address(this));
+        staking.seizeCollateral(executor, jobId, collateral, fault, to);
+        received = token.balanceOf(address(this)) - before;
+    }
+
+    function _maxCost(JobSpec calldata spec) private pure returns (uint256) {
+        return (uint256(spec.maxInputTokens) * spec.maxInputPrice + uint256(spec.maxOutputTokens) * spec.maxOutputPrice)
+            / PRICE_UNIT;
+    }
+
+    function _record(uint256 jobId) private view returns (JobRecord storage record) {
+        record = _jobs[jobId];
+        if (record.status == JobStatus.None) revert UnknownJob(jobId);
+    }
+
+    /// @dev Checks the job's status and that `terms` hash to its digest.
+    function _check(uint256 jobId, JobStatus expected, bytes memory terms)
+        private
+        view
+        returns (JobRecord storage record)
+    {
+        record = _record(jobId);
+        if (record.status != expected) revert WrongStatus(jobId, record.status);
+        if (record.digest != _digest(terms)) revert TermsMismatch(jobId);
+    }
+
+    /// @dev `_check`, then moves the job to the terminal or next `status` (effects before interactions).
+    function _enter(uint256 jobId, JobStatus expected, bytes memory terms, JobStatus status) private {
+        _check(jobId, expected, terms).status = status;
+    }
+
+    function _digest(bytes memory terms) private pure returns (bytes31) {
+        return bytes31(keccak256(terms));
+    }
+}

@@ -1,0 +1,247 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.30;
+
+import {Ownable, Ownable2Step} from "@openzeppelin/contracts/access/Ownable2Step.sol";
+import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
+import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
+import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
+import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
+import {IStaking} from "./interfaces/IStaking.sol";
+import {IModelRegistry} from "./interfaces/IModelRegistry.sol";
+import {IJobEscrow} from "./interfaces/IJobEscrow.sol";
+import {TokenTransfers} from "./libraries/TokenTransfers.sol";
+
+/// @title Staking
+/// @notice Executor and validator stake (see IStaking). Token balance of this contract always equals
+/// the sum of every account's bonded and unbonding stake.
+contract Staking is IStaking, Ownable2Step, ReentrancyGuardTransient {
+    using SafeERC20 for IERC20;
+    using SafeCast for uint256;
+    using TokenTransfers for IERC20;
+
+    /// @notice Longest unbonding period governance may set.
+    uint256 public constant MAX_UNBONDING_PERIOD = 90 days;
+    /// @notice Longest endpoint or hardware string an executor may publish.
+    uint256 public constant MAX_PROFILE_LENGTH = 256;
+
+    IERC20 public immutable token;
+    IModelRegistry public immutable registry;
+
+    /// @notice The job escrow: the only contract that locks, releases and seizes collateral.
+    address public jobEscrow;
+    /// @notice The dispute contract: the only contract that slashes stake.
+    address public disputes;
+    /// @inheritdoc IStaking
+    uint256 public unbondingPeriod;
+
+    mapping(address account => mapping(Role => StakeInfo)) private _stakes;
+    mapping(address account => mapping(Role => Unbonding)) private _unbonding;
+    mapping(address executor => mapping(bytes32 modelId => Price)) private _prices;
+    mapping(address executor => ExecutorProfile) private _profiles;
+
+    modifier only(address authorised) {
+        if (msg.sender != authorised || authorised == address(0)) revert Unauthorized(msg.sender);
+        _;
+    }
+
+    /// @param initialUnbondingPeriod Must be at least the job escrow's longest job lifetime once wired.
+    constructor(IERC20 token_, IModelRegistry registry_, address governance, uint256 initialUnbondingPeriod)
+        Ownable(governance)
+    {
+        token = token_;
+        registry = registry_;
+        _setUnbondingPeriod(initialUnbondingPeriod, 0);
+    }
+
+    // ---------------------------------------------------------------- stakers
+
+    /// @inheritdoc IStaking
+    function stake(Role role, uint256 amount) external nonReentrant {
+        if (amount == 0) revert ZeroAmount();
+        StakeInfo storage info = _stakes[msg.sender][role];
+        info.staked = (uint256(info.staked) + amount).toUint96();
+        token.pullExact(msg.sender, amount);
+        emit Staked(msg.sender, role, amount);
+    }
+
+    /// @inheritdoc IStaking
+    function requestUnstake(Role role, uint256 amount) external nonReentrant {
+        if (amount == 0) revert ZeroAmount();
+        StakeInfo storage info = _stakes[msg.sender][role];
+        uint256 free = info.staked - info.locked;
+        if (amount > free) revert InsufficientFreeStake(free, amount);
+        info.staked -= amount.toUint96();
+
+        Unbonding storage pending = _unbonding[msg.sender][role];
+        uint256 releaseAt = block.timestamp + unbondingPeriod;
+        pending.amount += amount.toUint96();
+        pending.releaseAt = releaseAt.toUint40();
+        emit UnstakeRequested(msg.sender, role, amount, releaseAt);
+    }
+
+    /// @inheritdoc IStaking
+    function withdraw(Role role) external nonReentrant {
+        Unbonding memory pending = _unbonding[msg.sender][role];
+        if (pending.amount == 0) revert NothingToWithdraw();
+        if (block.timestamp < pending.releaseAt) revert StillUnbonding(pending.releaseAt);
+        delete _unbonding[msg.sender][role];
+        token.safeTransfer(msg.sender, pending.amount);
+        emit Withdrawn(msg.sender, role, pending.amount);
+    }
+
+    /// @inheritdoc IStaking
+    function registerExecutor(string calldata endpoint, string calldata hardware) external {
+        if (
+            bytes(endpoint).length == 0 || bytes(endpoint).length > MAX_PROFILE_LENGTH
+                || bytes(hardware).length > MAX_PROFILE_LENGTH
+        ) revert InvalidProfile();
+        ExecutorProfile storage profile = _profiles[msg.sender];
+        profile.registered = true;
+        profile.endpoint = endpoint;
+        profile.hardware = hardware;
+        emit ExecutorRegistered(msg.sender, endpoint, hardware);
+    }
+
+    /// @inheritdoc IStaking
+    function setPrice(bytes32 modelId, uint64 inputPerMillion, uint64 outputPerMillion) external {
+        if (!_profiles[msg.sender].registered) revert NotRegistered(msg.sender);
+        registry.terms(modelId); // reverts for an unknown model
+        _prices[msg.sender][modelId] = Price(true, inputPerMillion, outputPerMillion);
+        emit PriceSet(msg.sender, modelId, inputPerMillion, outputPerMillion);
+    }
+
+    /// @inheritdoc IStaking
+    function removeModel(bytes32 modelId) external {
+        if (!_prices[msg.sender][modelId].active) revert NotServing(msg.sender, modelId);
+        delete _prices[msg.sender][modelId];
+        emit ModelRemoved(msg.sender, modelId);
+    }
+
+    // ---------------------------------------------------------------- protocol contracts
+
+    /// @inheritdoc IStaking
+    function lockForJob(address executor, uint256 jobId, bytes32 modelId, uint256 minStake, uint256 collateral)
+        external
+        only(jobEscrow)
+        returns (Price memory price)
+    {
+        price = _prices[executor][modelId];
+        if (!price.active) revert NotServing(executor, modelId);
+        StakeInfo storage info = _stakes[executor][Role.Executor];
+        uint256 staked = info.staked;
+        if (staked < minStake) revert StakeBelowModelMinimum(staked, minStake);
+        uint256 free = staked - info.locked;
+        if (collateral > free) revert InsufficientFreeStake(free, collateral);
+        info.locked += collateral.toUint96();
+        emit CollateralLocked(executor, jobId, collateral);
+    }
+
+    /// @inheritdoc IStaking
+    function releaseCollateral(address executor, uint256 jobId, uint256 amount) external only(jobEscrow) {
+        StakeInfo storage info = _stakes[executor][Role.Executor];
+        info.locked -= amount.toUint96();
+        info.jobsCompleted += 1;
+        emit CollateralReleased(executor, jobId, amount);
+    }
+
+    /// @inheritdoc IStaking
+    function seizeCollateral(address executor, uint256 jobId, uint256 amount, Fault fault, address to)
+        external
+        only(jobEscrow)
+        nonReentrant
+    {
+        StakeInfo storage info = _stakes[executor][Role.Executor];
+        uint96 seized = amount.toUint96();
+        info.locked -= seized;
+        info.staked -= seized;
+        if (fault == Fault.NoShow) {
+            info.jobsExpired += 1;
+        } else {
+            _profiles[executor].disputesLost += 1;
+        }
+        token.safeTransfer(to, seized);
+        emit CollateralSeized(executor, jobId, seized, fault, to);
+    }
+
+    /// @inheritdoc IStaking
+    function slash(address account, Role role, uint256 amount, address to)
+        external
+        only(disputes)
+        nonReentrant
+        returns (uint256 slashed)
+    {
+        StakeInfo storage info = _stakes[account][role];
+        uint256 fromFree = Math.min(amount, info.staked - info.locked);
+        info.staked -= fromFree.toUint96();
+
+        Unbonding storage pending = _unbonding[account][role];
+        uint256 fromUnbonding = Math.min(amount - fromFree, pending.amount);
+        pending.amount -= fromUnbonding.toUint96();
+
+        slashed = fromFree + fromUnbonding;
+        if (slashed != 0) token.safeTransfer(to, slashed);
+        emit Slashed(account, role, slashed, to);
+    }
+
+    // ---------------------------------------------------------------- governance
+
+    /// @inheritdoc IStaking
+    function setJobEscrow(address jobEscrow_) external onlyOwner {
+        if (jobEscrow != address(0) || jobEscrow_.code.length == 0) revert InvalidProtocolContract(jobEscrow_);
+        uint256 lifetime = IJobEscrow(jobEscrow_).maxJobLifetime();
+        if (unbondingPeriod < lifetime) {
+            revert UnbondingPeriodOutOfBounds(unbondingPeriod, lifetime, MAX_UNBONDING_PERIOD);
+        }
+        jobEscrow = jobEscrow_;
+        emit JobEscrowSet(jobEscrow_);
+    }
+
+    /// @inheritdoc IStaking
+    function setDisputes(address disputes_) external onlyOwner {
+        if (disputes != address(0) || disputes_.code.length == 0) revert InvalidProtocolContract(disputes_);
+        disputes = disputes_;
+        emit DisputesSet(disputes_);
+    }
+
+    /// @inheritdoc IStaking
+    function setUnbondingPeriod(uint256 period) external onlyOwner {
+        _setUnbondingPeriod(period, jobEscrow == address(0) ? 0 : IJobEscrow(jobEscrow).maxJobLifetime());
+    }
+
+    function _setUnbondingPeriod(uint256 period, uint256 minPeriod) private {
+        if (period < minPeriod || period == 0 || period > MAX_UNBONDING_PERIOD) {
+            revert UnbondingPeriodOutOfBounds(period, minPeriod, MAX_UNBONDING_PERIOD);
+        }
+        unbondingPeriod = period;
+        emit UnbondingPeriodSet(period);
+    }
+
+    // ---------------------------------------------------------------- views
+
+    /// @inheritdoc IStaking
+    function stakeOf(address account, Role role) external view returns (StakeInfo memory) {
+        return _stakes[account][role];
+    }
+
+    /// @inheritdoc IStaking
+    function unbondingOf(address account, Role role) external view returns (Unbonding memory) {
+        return _unbonding[account][role];
+    }
+
+    /// @inheritdoc IStaking
+    function freeStake(address account, Role role) external view returns (uint256) {
+        StakeInfo memory info = _stakes[account][role];
+        return info.staked - info.locked;
+    }
+
+    /// @inheritdoc IStaking
+    function priceOf(address executor, bytes32 modelId) external view returns (Price memory) {
+        return _prices[executor][modelId];
+    }
+
+    /// @inheritdoc IStaking
+    function executorProfile(address executor) external view returns (ExecutorProfile memory) {
+        return _profiles[executor];
+    }
+}

@@ -1,0 +1,229 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.30;
+
+import {SamplingParams, FinishReason} from "../libraries/Commitment.sol";
+
+/// @title IJobEscrow
+/// @notice The on-chain job market for dApps: post a prompt with the maximum cost in escrow, an
+/// eligible executor accepts and is bound to it, submits the result with its commitment, and after a
+/// challenge window anyone finalizes: the executor is paid for the tokens it produced, a validator fee
+/// goes to the reward pool and the rest is refunded. All payouts are credited and pulled with `withdraw`.
+///
+/// @dev Gas design: a job occupies one storage slot, a 31-byte digest of its terms plus its status.
+/// Each step takes the terms it needs as calldata (emitted by the previous step's event) and checks
+/// them against the digest, then moves the digest on: `Job` at posting, `Job`+`Assignment` once
+/// accepted, `Settlement` once the result is in.
+interface IJobEscrow {
+    enum JobStatus {
+        None,
+        Posted,
+        Accepted,
+        Submitted,
+        Disputed,
+        Finalized,
+        Cancelled,
+        Expired,
+        Rejected
+    }
+
+    /// @notice What a requester asks for.
+    /// @param modelId Registered model (ModelRegistry).
+    /// @param executor Designated executor, or zero for any eligible executor.
+    /// @param callback Contract called with the result (IInferaConsumer), or zero for none.
+    /// @param callbackGasLimit Gas the callback is given.
+    /// @param maxInputTokens Most prompt tokens (after the chat template) the requester pays for.
+    /// @param maxOutputTokens Most output tokens.
+    /// @param maxInputPrice Highest input price accepted, base units per million tokens.
+    /// @param maxOutputPrice Highest output price accepted, base units per million tokens.
+    /// @param deadline Timestamp by which the result must be submitted.
+    /// @param sampling Sampling parameters of the verifiable sampler.
+    struct JobSpec {
+        bytes32 modelId;
+        address executor;
+        address callback;
+        uint32 callbackGasLimit;
+        uint32 maxInputTokens;
+        uint32 maxOutputTokens;
+        uint64 maxInputPrice;
+        uint64 maxOutputPrice;
+        uint64 deadline;
+        SamplingParams sampling;
+    }
+
+    /// @notice A job's terms as fixed at posting (emitted in `JobPosted`).
+    /// @param seed Sampling seed, derived from the job id and the previous block hash at posting.
+    /// @param samplerVersion, minExecutorStake Snapshots of the model's terms at posting.
+    /// @param escrow The maximum cost, held in escrow.
+    struct Job {
+        JobSpec spec;
+        address requester;
+        bytes32 promptHash;
+        bytes32 seed;
+        uint32 samplerVersion;
+        uint96 minExecutorStake;
+        uint256 escrow;
+    }
+
+    /// @notice The executor a job is bound to and the prices it is paid at (emitted in `JobAccepted`).
+    struct Assignment {
+        address executor;
+        uint64 inputPrice;
+        uint64 outputPrice;
+        uint256 collateral;
+    }
+
+    /// @notice What an executor submits.
+    /// @param inputTokens Prompt token count after the model's chat template.
+    /// @param finishReason Stop or Length (Length requires exactly `maxOutputTokens` outputs).
+    /// @param promptTokensHash keccak256 of the prompt token ids packed as uint32 big-endian.
+    /// @param outputTokens Output token ids packed as uint32 big-endian.
+    /// @param output Output text (the detokenised ids).
+    struct Result {
+        uint32 inputTokens;
+        FinishReason finishReason;
+        bytes32 promptTokensHash;
+        bytes outputTokens;
+        bytes output;
+    }
+
+    /// @notice Everything needed to settle a submitted job (emitted in `ResultSubmitted`).
+    /// @param payment What the executor earns for the counted tokens, validator fee included.
+    /// @param challengeEnd Until then the result can be disputed; after it, anyone may finalize.
+    /// @param disputeEnd A dispute not resolved by then settles as if the executor were honest.
+    struct Settlement {
+        address requester;
+        address executor;
+        uint256 escrow;
+        uint256 payment;
+        uint256 collateral;
+        bytes32 commitment;
+        uint64 challengeEnd;
+        uint64 disputeEnd;
+    }
+
+    error UnknownJob(uint256 jobId);
+    /// @notice The job is not in the state the operation needs.
+    error WrongStatus(uint256 jobId, JobStatus status);
+    /// @notice The terms passed in do not match the job's digest.
+    error TermsMismatch(uint256 jobId);
+    error ModelInactive(bytes32 modelId);
+    error InvalidSpec();
+    error EmptyEscrow();
+    error DeadlinePassed(uint256 deadline);
+    error DeadlineNotPassed(uint256 deadline);
+    error NotDesignatedExecutor(address executor);
+    error PriceAboveMaximum();
+    error NotBoundExecutor(address caller);
+    error NotRequester(address caller);
+    error InvalidResult();
+    error ChallengeWindowOpen(uint256 challengeEnd);
+    error ChallengeWindowClosed(uint256 challengeEnd);
+    error DisputeWindowOpen(uint256 disputeEnd);
+    error InsufficientGasForCallback();
+    error NothingToWithdraw();
+    error Unauthorized(address caller);
+    error InvalidProtocolContract(address account);
+    error ParameterOutOfBounds();
+
+    event JobPosted(uint256 indexed jobId, address indexed requester, bytes32 indexed modelId, Job job, bytes prompt);
+    event JobAccepted(uint256 indexed jobId, address indexed executor, Assignment assignment);
+    event ResultSubmitted(
+        uint256 indexed jobId,
+        address indexed executor,
+        Settlement settlement,
+        uint32 inputTokens,
+        uint32 outputTokenCount,
+        FinishReason finishReason,
+        bytes32 promptTokensHash,
+        bytes outputTokens,
+        bytes output
+    );
+    event CallbackFailed(uint256 indexed jobId, address indexed callback);
+    event JobFinalized(uint256 indexed jobId, uint256 executorPayout, uint256 validatorFee, uint256 refund);
+    event JobCancelled(uint256 indexed jobId, uint256 refund);
+    event JobExpired(uint256 indexed jobId, uint256 refund, uint256 collateralSeized);
+    event JobDisputed(uint256 indexed jobId);
+    event JobRejected(uint256 indexed jobId, uint256 refund, uint256 collateralSeized);
+    event Withdrawn(address indexed account, uint256 amount);
+    event RewardPaid(address indexed to, uint256 amount);
+    event DisputesSet(address disputes);
+    event ParametersSet(uint64 challengeWindow, uint64 disputeWindow, uint64 maxJobDuration, uint16 validatorFeeBps, uint16 collateralBps);
+
+    // ---------------------------------------------------------------- requesters
+
+    /// @notice Posts a job and pulls its maximum cost into escrow (needs an allowance).
+    /// @param prompt Chat messages as JSON, or plain text; emitted, not stored.
+    /// @return jobId The new job's id.
+    /// @return job The job's terms, as emitted; pass them to later calls.
+    function postJob(JobSpec calldata spec, bytes calldata prompt) external returns (uint256 jobId, Job memory job);
+
+    /// @notice Cancels a job no executor has accepted yet and credits the escrow back. Requester only.
+    function cancelJob(uint256 jobId, Job calldata job) external;
+
+    // ---------------------------------------------------------------- executors
+
+    /// @notice Accepts a posted job: checks eligibility, locks collateral and binds the job to the caller.
+    function acceptJob(uint256 jobId, Job calldata job) external returns (Assignment memory assignment);
+
+    /// @notice Submits the result of an accepted job before its deadline. Bound executor only. Computes
+    /// the commitment and the payment, and calls the requester's callback (if any) with a gas cap.
+    function submitResult(uint256 jobId, Job calldata job, Assignment calldata assignment, Result calldata result)
+        external
+        returns (Settlement memory settlement);
+
+    // ---------------------------------------------------------------- anyone
+
+    /// @notice Settles a submitted job after its challenge window (or a disputed one after its dispute
+    /// deadline): credits the executor, the reward pool and the requester's refund; releases collateral.
+    function finalize(uint256 jobId, Settlement calldata settlement) external;
+
+    /// @notice Expires an accepted job whose deadline passed without a result: the requester is refunded
+    /// in full and credited the executor's seized collateral.
+    function expire(uint256 jobId, Job calldata job, Assignment calldata assignment) external;
+
+    /// @notice Withdraws the caller's credited balance.
+    function withdraw() external;
+
+    // ---------------------------------------------------------------- dispute contract
+
+    /// @notice Freezes a submitted job inside its challenge window. Dispute contract only.
+    function freeze(uint256 jobId, Settlement calldata settlement) external;
+
+    /// @notice Settles a disputed job: a faulty executor's collateral goes to the dispute contract and
+    /// the requester is refunded in full; an honest executor is paid as by `finalize`. Dispute contract only.
+    function resolve(uint256 jobId, Settlement calldata settlement, bool executorFaulty) external;
+
+    /// @notice Pays `amount` from the validator reward pool. Dispute contract only.
+    function payReward(address to, uint256 amount) external;
+
+    // ---------------------------------------------------------------- governance (bounded)
+
+    /// @notice Wires the dispute contract, once.
+    function setDisputes(address disputes) external;
+
+    /// @notice Sets the market parameters within fixed bounds; the longest job lifetime can never exceed
+    /// the staking unbonding period.
+    function setParameters(
+        uint64 challengeWindow,
+        uint64 disputeWindow,
+        uint64 maxJobDuration,
+        uint16 validatorFeeBps,
+        uint16 collateralBps
+    ) external;
+
+    // ---------------------------------------------------------------- views
+
+    function jobStatus(uint256 jobId) external view returns (JobStatus);
+
+    function credits(address account) external view returns (uint256);
+
+    function rewardPool() external view returns (uint256);
+
+    function nextJobId() external view returns (uint256);
+
+    /// @notice Longest time stake can stay at risk for a job: max job duration + challenge + dispute window.
+    function maxJobLifetime() external view returns (uint256);
+
+    /// @notice The maximum cost of a spec: floor((maxIn × maxInPrice + maxOut × maxOutPrice) / 1e6).
+    function maxCost(JobSpec calldata spec) external pure returns (uint256);
+}
