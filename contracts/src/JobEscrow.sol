@@ -117,7 +117,9 @@ contract JobEscrow is IJobEscrow, Ownable2Step, ReentrancyGuardTransient {
             spec: spec,
             requester: msg.sender,
             promptHash: keccak256(prompt),
-            seed: keccak256(abi.encode(SEED_TAG, block.chainid, address(this), jobId, blockhash(block.number - 1))),
+            seed: keccak256(
+                abi.encode(SEED_TAG, block.chainid, address(this), jobId, blockhash(block.number - 1))
+            ),
             samplerVersion: model.samplerVersion,
             minExecutorStake: model.minExecutorStake,
             escrow: escrow
@@ -139,7 +141,11 @@ contract JobEscrow is IJobEscrow, Ownable2Step, ReentrancyGuardTransient {
     // ---------------------------------------------------------------- executors
 
     /// @inheritdoc IJobEscrow
-    function acceptJob(uint256 jobId, Job calldata job) external nonReentrant returns (Assignment memory assignment) {
+    function acceptJob(uint256 jobId, Job calldata job)
+        external
+        nonReentrant
+        returns (Assignment memory assignment)
+    {
         JobRecord storage record = _check(jobId, JobStatus.Posted, abi.encode(job));
         if (block.timestamp >= job.spec.deadline) revert DeadlinePassed(job.spec.deadline);
         if (job.spec.executor != address(0) && job.spec.executor != msg.sender) {
@@ -149,7 +155,9 @@ contract JobEscrow is IJobEscrow, Ownable2Step, ReentrancyGuardTransient {
         uint256 collateral = job.escrow * collateralBps / BPS;
         IStaking.Price memory price =
             staking.lockForJob(msg.sender, jobId, job.spec.modelId, job.minExecutorStake, collateral);
-        if (price.inputPerMillion > job.spec.maxInputPrice || price.outputPerMillion > job.spec.maxOutputPrice) {
+        if (
+            price.inputPerMillion > job.spec.maxInputPrice || price.outputPerMillion > job.spec.maxOutputPrice
+        ) {
             revert PriceAboveMaximum();
         }
 
@@ -160,11 +168,12 @@ contract JobEscrow is IJobEscrow, Ownable2Step, ReentrancyGuardTransient {
     }
 
     /// @inheritdoc IJobEscrow
-    function submitResult(uint256 jobId, Job calldata job, Assignment calldata assignment, Result calldata result)
-        external
-        nonReentrant
-        returns (Settlement memory settlement)
-    {
+    function submitResult(
+        uint256 jobId,
+        Job calldata job,
+        Assignment calldata assignment,
+        Result calldata result
+    ) external nonReentrant returns (Settlement memory settlement) {
         JobRecord storage record = _check(jobId, JobStatus.Accepted, abi.encode(job, assignment));
         if (msg.sender != assignment.executor) revert NotBoundExecutor(msg.sender);
         if (block.timestamp > job.spec.deadline) revert DeadlinePassed(job.spec.deadline);
@@ -177,8 +186,11 @@ contract JobEscrow is IJobEscrow, Ownable2Step, ReentrancyGuardTransient {
                 || (result.finishReason == FinishReason.Length && outputCount != job.spec.maxOutputTokens)
         ) revert InvalidResult();
 
-        uint256 payment = (result.inputTokens * uint256(assignment.inputPrice)
-                + outputCount * uint256(assignment.outputPrice)) / PRICE_UNIT;
+        uint256 payment =
+            (result.inputTokens
+                    * uint256(assignment.inputPrice)
+                    + outputCount
+                    * uint256(assignment.outputPrice)) / PRICE_UNIT;
         uint64 challengeEnd = block.timestamp.toUint64() + challengeWindow;
         settlement = Settlement({
             requester: job.requester,
@@ -222,7 +234,9 @@ contract JobEscrow is IJobEscrow, Ownable2Step, ReentrancyGuardTransient {
             if (callback.code.length == 0) {
                 emit CallbackFailed(jobId, callback);
             } else {
-                try IInferaConsumer(callback).onJobResult{gas: gasLimit}(jobId, result.output, uint8(result.finishReason)) {}
+                try IInferaConsumer(callback).onJobResult{gas: gasLimit}(
+                    jobId, result.output, uint8(result.finishReason)
+                ) {}
                 catch {
                     emit CallbackFailed(jobId, callback);
                 }
@@ -237,7 +251,9 @@ contract JobEscrow is IJobEscrow, Ownable2Step, ReentrancyGuardTransient {
         JobRecord storage record = _record(jobId);
         JobStatus status = record.status;
         if (status == JobStatus.Submitted) {
-            if (block.timestamp < settlement.challengeEnd) revert ChallengeWindowOpen(settlement.challengeEnd);
+            if (block.timestamp < settlement.challengeEnd) {
+                revert ChallengeWindowOpen(settlement.challengeEnd);
+            }
         } else if (status == JobStatus.Disputed) {
             // A dispute nobody resolved in time settles as if the executor were honest.
             if (block.timestamp < settlement.disputeEnd) revert DisputeWindowOpen(settlement.disputeEnd);
@@ -254,7 +270,8 @@ contract JobEscrow is IJobEscrow, Ownable2Step, ReentrancyGuardTransient {
         if (block.timestamp <= job.spec.deadline) revert DeadlineNotPassed(job.spec.deadline);
 
         credits[job.requester] += job.escrow;
-        uint256 seized = _seize(jobId, assignment.executor, assignment.collateral, IStaking.Fault.NoShow, address(this));
+        uint256 seized =
+            _seize(jobId, assignment.executor, assignment.collateral, IStaking.Fault.NoShow, address(this));
         credits[job.requester] += seized;
         emit JobExpired(jobId, job.escrow, seized);
     }
@@ -273,7 +290,9 @@ contract JobEscrow is IJobEscrow, Ownable2Step, ReentrancyGuardTransient {
     /// @inheritdoc IJobEscrow
     function freeze(uint256 jobId, Settlement calldata settlement) external onlyDisputes nonReentrant {
         _enter(jobId, JobStatus.Submitted, abi.encode(settlement), JobStatus.Disputed);
-        if (block.timestamp >= settlement.challengeEnd) revert ChallengeWindowClosed(settlement.challengeEnd);
+        if (block.timestamp >= settlement.challengeEnd) {
+            revert ChallengeWindowClosed(settlement.challengeEnd);
+        }
         emit JobDisputed(jobId);
     }
 
@@ -350,16 +369,19 @@ contract JobEscrow is IJobEscrow, Ownable2Step, ReentrancyGuardTransient {
     ) private {
         if (
             challengeWindow_ < MIN_CHALLENGE_WINDOW || challengeWindow_ > MAX_CHALLENGE_WINDOW
-                || disputeWindow_ < MIN_DISPUTE_WINDOW || disputeWindow_ > MAX_DISPUTE_WINDOW || maxJobDuration_ == 0
-                || maxJobDuration_ > MAX_JOB_DURATION_LIMIT || validatorFeeBps_ > MAX_VALIDATOR_FEE_BPS
-                || collateralBps_ < MIN_COLLATERAL_BPS || collateralBps_ > MAX_COLLATERAL_BPS
+                || disputeWindow_ < MIN_DISPUTE_WINDOW || disputeWindow_ > MAX_DISPUTE_WINDOW
+                || maxJobDuration_ == 0 || maxJobDuration_ > MAX_JOB_DURATION_LIMIT
+                || validatorFeeBps_ > MAX_VALIDATOR_FEE_BPS || collateralBps_ < MIN_COLLATERAL_BPS
+                || collateralBps_ > MAX_COLLATERAL_BPS
         ) revert ParameterOutOfBounds();
         challengeWindow = challengeWindow_;
         disputeWindow = disputeWindow_;
         maxJobDuration = maxJobDuration_;
         validatorFeeBps = validatorFeeBps_;
         collateralBps = collateralBps_;
-        emit ParametersSet(challengeWindow_, disputeWindow_, maxJobDuration_, validatorFeeBps_, collateralBps_);
+        emit ParametersSet(
+            challengeWindow_, disputeWindow_, maxJobDuration_, validatorFeeBps_, collateralBps_
+        );
     }
 
     /// @dev Credits a settled job: executor payout, validator fee, refund; releases the collateral.
@@ -386,8 +408,10 @@ contract JobEscrow is IJobEscrow, Ownable2Step, ReentrancyGuardTransient {
     }
 
     function _maxCost(JobSpec calldata spec) private pure returns (uint256) {
-        return (uint256(spec.maxInputTokens) * spec.maxInputPrice + uint256(spec.maxOutputTokens) * spec.maxOutputPrice)
-            / PRICE_UNIT;
+        return (uint256(spec.maxInputTokens)
+                * spec.maxInputPrice
+                + uint256(spec.maxOutputTokens)
+                * spec.maxOutputPrice) / PRICE_UNIT;
     }
 
     function _record(uint256 jobId) private view returns (JobRecord storage record) {

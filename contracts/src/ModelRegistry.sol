@@ -22,7 +22,10 @@ contract ModelRegistry is IModelRegistry, Ownable2Step {
 
     /// @inheritdoc IModelRegistry
     function registerModel(Model calldata entry) external onlyOwner returns (bytes32 modelId) {
-        if (bytes(entry.name).length == 0 || entry.weightsSha256 == bytes32(0) || entry.tokenizerHash == bytes32(0)) {
+        if (
+            bytes(entry.name).length == 0 || entry.weightsSha256 == bytes32(0)
+                || entry.tokenizerHash == bytes32(0)
+        ) {
             revert InvalidModelParameter();
         }
         modelId = keccak256(bytes(entry.name));

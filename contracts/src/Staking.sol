@@ -121,11 +121,13 @@ contract Staking is IStaking, Ownable2Step, ReentrancyGuardTransient {
     // ---------------------------------------------------------------- protocol contracts
 
     /// @inheritdoc IStaking
-    function lockForJob(address executor, uint256 jobId, bytes32 modelId, uint256 minStake, uint256 collateral)
-        external
-        only(jobEscrow)
-        returns (Price memory price)
-    {
+    function lockForJob(
+        address executor,
+        uint256 jobId,
+        bytes32 modelId,
+        uint256 minStake,
+        uint256 collateral
+    ) external only(jobEscrow) returns (Price memory price) {
         price = _prices[executor][modelId];
         if (!price.active) revert NotServing(executor, modelId);
         StakeInfo storage info = _stakes[executor][Role.Executor];
@@ -188,7 +190,9 @@ contract Staking is IStaking, Ownable2Step, ReentrancyGuardTransient {
 
     /// @inheritdoc IStaking
     function setJobEscrow(address jobEscrow_) external onlyOwner {
-        if (jobEscrow != address(0) || jobEscrow_.code.length == 0) revert InvalidProtocolContract(jobEscrow_);
+        if (jobEscrow != address(0) || jobEscrow_.code.length == 0) {
+            revert InvalidProtocolContract(jobEscrow_);
+        }
         uint256 lifetime = IJobEscrow(jobEscrow_).maxJobLifetime();
         if (unbondingPeriod < lifetime) {
             revert UnbondingPeriodOutOfBounds(unbondingPeriod, lifetime, MAX_UNBONDING_PERIOD);

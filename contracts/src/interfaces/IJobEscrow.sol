@@ -125,7 +125,9 @@ interface IJobEscrow {
     error InvalidProtocolContract(address account);
     error ParameterOutOfBounds();
 
-    event JobPosted(uint256 indexed jobId, address indexed requester, bytes32 indexed modelId, Job job, bytes prompt);
+    event JobPosted(
+        uint256 indexed jobId, address indexed requester, bytes32 indexed modelId, Job job, bytes prompt
+    );
     event JobAccepted(uint256 indexed jobId, address indexed executor, Assignment assignment);
     event ResultSubmitted(
         uint256 indexed jobId,
@@ -147,7 +149,13 @@ interface IJobEscrow {
     event Withdrawn(address indexed account, uint256 amount);
     event RewardPaid(address indexed to, uint256 amount);
     event DisputesSet(address disputes);
-    event ParametersSet(uint64 challengeWindow, uint64 disputeWindow, uint64 maxJobDuration, uint16 validatorFeeBps, uint16 collateralBps);
+    event ParametersSet(
+        uint64 challengeWindow,
+        uint64 disputeWindow,
+        uint64 maxJobDuration,
+        uint16 validatorFeeBps,
+        uint16 collateralBps
+    );
 
     // ---------------------------------------------------------------- requesters
 
@@ -155,7 +163,9 @@ interface IJobEscrow {
     /// @param prompt Chat messages as JSON, or plain text; emitted, not stored.
     /// @return jobId The new job's id.
     /// @return job The job's terms, as emitted; pass them to later calls.
-    function postJob(JobSpec calldata spec, bytes calldata prompt) external returns (uint256 jobId, Job memory job);
+    function postJob(JobSpec calldata spec, bytes calldata prompt)
+        external
+        returns (uint256 jobId, Job memory job);
 
     /// @notice Cancels a job no executor has accepted yet and credits the escrow back. Requester only.
     function cancelJob(uint256 jobId, Job calldata job) external;
@@ -167,9 +177,12 @@ interface IJobEscrow {
 
     /// @notice Submits the result of an accepted job before its deadline. Bound executor only. Computes
     /// the commitment and the payment, and calls the requester's callback (if any) with a gas cap.
-    function submitResult(uint256 jobId, Job calldata job, Assignment calldata assignment, Result calldata result)
-        external
-        returns (Settlement memory settlement);
+    function submitResult(
+        uint256 jobId,
+        Job calldata job,
+        Assignment calldata assignment,
+        Result calldata result
+    ) external returns (Settlement memory settlement);
 
     // ---------------------------------------------------------------- anyone
 

@@ -72,11 +72,15 @@ interface IStaking {
     event UnstakeRequested(address indexed account, Role indexed role, uint256 amount, uint256 releaseAt);
     event Withdrawn(address indexed account, Role indexed role, uint256 amount);
     event ExecutorRegistered(address indexed executor, string endpoint, string hardware);
-    event PriceSet(address indexed executor, bytes32 indexed modelId, uint64 inputPerMillion, uint64 outputPerMillion);
+    event PriceSet(
+        address indexed executor, bytes32 indexed modelId, uint64 inputPerMillion, uint64 outputPerMillion
+    );
     event ModelRemoved(address indexed executor, bytes32 indexed modelId);
     event CollateralLocked(address indexed executor, uint256 indexed jobId, uint256 amount);
     event CollateralReleased(address indexed executor, uint256 indexed jobId, uint256 amount);
-    event CollateralSeized(address indexed executor, uint256 indexed jobId, uint256 amount, Fault fault, address to);
+    event CollateralSeized(
+        address indexed executor, uint256 indexed jobId, uint256 amount, Fault fault, address to
+    );
     event Slashed(address indexed account, Role indexed role, uint256 amount, address to);
     event JobEscrowSet(address jobEscrow);
     event DisputesSet(address disputes);
@@ -110,15 +114,20 @@ interface IStaking {
     /// @notice Checks that `executor` may take a job for `modelId` and locks `collateral` of its stake.
     /// Only the job escrow.
     /// @return price The executor's prices for the model, which the job is then bound to.
-    function lockForJob(address executor, uint256 jobId, bytes32 modelId, uint256 minStake, uint256 collateral)
-        external
-        returns (Price memory price);
+    function lockForJob(
+        address executor,
+        uint256 jobId,
+        bytes32 modelId,
+        uint256 minStake,
+        uint256 collateral
+    ) external returns (Price memory price);
 
     /// @notice Unlocks a finished job's collateral and counts the job as completed. Only the job escrow.
     function releaseCollateral(address executor, uint256 jobId, uint256 amount) external;
 
     /// @notice Takes a job's locked collateral and sends it to `to`. Only the job escrow.
-    function seizeCollateral(address executor, uint256 jobId, uint256 amount, Fault fault, address to) external;
+    function seizeCollateral(address executor, uint256 jobId, uint256 amount, Fault fault, address to)
+        external;
 
     /// @notice Slashes up to `amount` of free and unbonding stake (never locked collateral) and sends it to
     /// `to`. Only the dispute contract.

@@ -1,0 +1,66 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.30;
+
+import {vm} from "./utils/Vm.sol";
+import {Base} from "./utils/Base.sol";
+import {IJobEscrow} from "../src/interfaces/IJobEscrow.sol";
+
+/// @notice Execution gas of each lifecycle step, in steady state (a requester and an executor that
+/// have used the market before). The figures are written to snapshots/GasTest.json by
+/// `snapshotGasLastCall`; CI runs `FORGE_SNAPSHOT_CHECK=true forge test --match-contract GasTest`,
+/// which fails when any of them drifts from the committed file. Whole-transaction figures (base cost
+/// and calldata included) come from scripts/bench-gas against a real anvil.
+contract GasTest is Base {
+    function setUp() public override {
+        super.setUp();
+        // Warm up: one full job so balances, credits and counters are non-zero, as on a live market.
+        (uint256 jobId,, IJobEscrow.Settlement memory s) = submittedJob(300, 200);
+        finalizeAfterWindow(jobId, s);
+    }
+
+    function test_gas_lifecycle() public {
+        IJobEscrow.JobSpec memory spec = defaultSpec();
+        spec.deadline = uint64(block.timestamp + 1 hours);
+
+        vm.prank(requester);
+        (uint256 jobId, IJobEscrow.Job memory job) = escrow.postJob(spec, PROMPT);
+        uint256 postGas = vm.snapshotGasLastCall("postJob");
+
+        vm.prank(executor);
+        IJobEscrow.Assignment memory assignment = escrow.acceptJob(jobId, job);
+        uint256 acceptGas = vm.snapshotGasLastCall("acceptJob");
+
+        IJobEscrow.Result memory result = defaultResult(300, 256);
+        vm.prank(executor);
+        IJobEscrow.Settlement memory s = escrow.submitResult(jobId, job, assignment, result);
+        uint256 submitGas = vm.snapshotGasLastCall("submitResult_256_tokens");
+
+        vm.warp(s.challengeEnd);
+        escrow.finalize(jobId, s);
+        uint256 finalizeGas = vm.snapshotGasLastCall("finalize");
+
+        vm.prank(executor);
+        escrow.withdraw();
+        vm.snapshotGasLastCall("withdraw");
+
+        vm.snapshotValue("lifecycle_execution", postGas + acceptGas + submitGas + finalizeGas);
+        vm.assertEq(uint256(escrow.jobStatus(jobId)), uint256(IJobEscrow.JobStatus.Finalized), "finalized");
+    }
+
+    function test_gas_cancel() public {
+        (uint256 jobId, IJobEscrow.Job memory job) = post(defaultSpec());
+        vm.prank(requester);
+        escrow.cancelJob(jobId, job);
+        vm.snapshotGasLastCall("cancelJob");
+        vm.assertEq(uint256(escrow.jobStatus(jobId)), uint256(IJobEscrow.JobStatus.Cancelled), "cancelled");
+    }
+
+    function test_gas_expire() public {
+        (uint256 jobId, IJobEscrow.Job memory job) = post(defaultSpec());
+        IJobEscrow.Assignment memory assignment = accept(executor, jobId, job);
+        vm.warp(job.spec.deadline + 1);
+        escrow.expire(jobId, job, assignment);
+        vm.snapshotGasLastCall("expire");
+        vm.assertEq(uint256(escrow.jobStatus(jobId)), uint256(IJobEscrow.JobStatus.Expired), "expired");
+    }
+}
