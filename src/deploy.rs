@@ -1,0 +1,198 @@
+//! Deploying and wiring the Infera contracts through the generated bindings.
+
+use alloy::{
+    primitives::{Address, B256, U256, aliases::U96, b256},
+    providers::Provider,
+    rpc::types::TransactionReceipt,
+};
+use infera_protocol::bindings::{
+    IModelRegistry, JobEscrow, MockSettlementToken, ModelRegistry, Staking,
+};
+use serde::{Deserialize, Serialize};
+
+/// Errors while deploying or configuring the contracts.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    /// A contract call or deployment could not be sent or was rejected by the node.
+    #[error("contract call failed: {0}")]
+    Contract(#[from] alloy::contract::Error),
+    /// A transaction was sent but its receipt could not be obtained.
+    #[error("waiting for a receipt failed: {0}")]
+    Pending(#[from] alloy::providers::PendingTransactionError),
+    /// A transaction was mined but reverted.
+    #[error("transaction {tx_hash} reverted ({what})")]
+    Reverted {
+        /// What the transaction was for.
+        what: &'static str,
+        /// Its hash.
+        tx_hash: B256,
+    },
+}
+
+/// Market parameters the job escrow and staking contracts are deployed with. The contracts enforce
+/// their bounds (e.g. the unbonding period covers the longest job lifetime).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MarketParams {
+    /// Seconds after submission during which a result can be challenged.
+    pub challenge_window: u64,
+    /// Seconds a dispute may take before it settles by default.
+    pub dispute_window: u64,
+    /// Longest time from posting to deadline a job may ask for, in seconds.
+    pub max_job_duration: u64,
+    /// Share of each payment that goes to the validator reward pool, in basis points.
+    pub validator_fee_bps: u16,
+    /// Collateral locked per job as a share of its escrow, in basis points.
+    pub collateral_bps: u16,
+    /// Seconds unstaked stake stays slashable before it can be withdrawn.
+    pub unbonding_period: u64,
+}
+
+impl Default for MarketParams {
+    /// Devnet defaults: the shortest windows the contracts allow, so a local job settles in minutes.
+    fn default() -> Self {
+        Self {
+            challenge_window: 10 * 60,
+            dispute_window: 60 * 60,
+            max_job_duration: 60 * 60,
+            validator_fee_bps: 500,
+            collateral_bps: 20_000,
+            unbonding_period: 24 * 60 * 60,
+        }
+    }
+}
+
+/// Addresses of a deployed protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deployment {
+    /// Chain the contracts live on.
+    pub chain_id: u64,
+    /// The settlement token (the mock on devnets).
+    pub token: Address,
+    /// ModelRegistry.
+    pub model_registry: Address,
+    /// Staking.
+    pub staking: Address,
+    /// JobEscrow.
+    pub job_escrow: Address,
+    /// Block of the last deployment transaction: indexers start here.
+    pub deployed_at_block: u64,
+}
+
+/// sha256 of the default model's GGUF (Qwen2.5-Coder-0.5B-Instruct, Q4_K_M), see DESIGN.md §2.
+pub const DEFAULT_MODEL_SHA256: B256 =
+    b256!("1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32");
+
+/// Registry entry of the default model. Its tokenizer and chat template are embedded in the GGUF,
+/// so the GGUF's hash pins them too.
+pub fn default_model() -> IModelRegistry::Model {
+    IModelRegistry::Model {
+        name: "qwen2.5-coder-0.5b-instruct-q4_k_m".to_owned(),
+        weightsSha256: DEFAULT_MODEL_SHA256,
+        tokenizerHash: DEFAULT_MODEL_SHA256,
+        terms: IModelRegistry::ModelTerms {
+            active: true,
+            samplerVersion: 1,
+            maxContext: 32_768,
+            auditRatePpm: 50_000,
+            minExecutorStake: U96::from(100_000_000u64),
+        },
+        thresholds: IModelRegistry::VerificationThresholds {
+            maxMarginPpm: 2_000_000,
+            maxFlipRatePpm: 50_000,
+        },
+    }
+}
+
+/// Fails with [`DeployError::Reverted`] unless the receipt reports success.
+pub fn ensure_success(
+    receipt: TransactionReceipt,
+    what: &'static str,
+) -> Result<TransactionReceipt, DeployError> {
+    if receipt.status() {
+        Ok(receipt)
+    } else {
+        Err(DeployError::Reverted {
+            what,
+            tx_hash: receipt.transaction_hash,
+        })
+    }
+}
+
+/// Deploys ModelRegistry, Staking and JobEscrow (and the mock token when `token` is `None`) and
+/// wires them together. `governance` must be the provider's signer: it owns every contract.
+pub async fn deploy<P: Provider + Clone>(
+    provider: &P,
+    governance: Address,
+    token: Option<Address>,
+    params: &MarketParams,
+) -> Result<Deployment, DeployError> {
+    let chain_id = provider
+        .get_chain_id()
+        .await
+        .map_err(alloy::contract::Error::from)?;
+    let token = match token {
+        Some(token) => token,
+        None => *MockSettlementToken::deploy(provider).await?.address(),
+    };
+    let registry = ModelRegistry::deploy(provider, governance).await?;
+    let staking = Staking::deploy(
+        provider,
+        token,
+        *registry.address(),
+        governance,
+        U256::from(params.unbonding_period),
+    )
+    .await?;
+    let escrow = JobEscrow::deploy(
+        provider,
+        token,
+        *staking.address(),
+        *registry.address(),
+        governance,
+        params.challenge_window,
+        params.dispute_window,
+        params.max_job_duration,
+        params.validator_fee_bps,
+        params.collateral_bps,
+    )
+    .await?;
+    let receipt = staking
+        .setJobEscrow(*escrow.address())
+        .send()
+        .await?
+        .get_receipt()
+        .await?;
+    let receipt = ensure_success(receipt, "Staking.setJobEscrow")?;
+
+    Ok(Deployment {
+        chain_id,
+        token,
+        model_registry: *registry.address(),
+        staking: *staking.address(),
+        job_escrow: *escrow.address(),
+        deployed_at_block: receipt.block_number.unwrap_or_default(),
+    })
+}
+
+/// Registers `model` in the registry (governance only) and returns its id.
+pub async fn register_model<P: Provider>(
+    provider: &P,
+    registry: Address,
+    model: IModelRegistry::Model,
+) -> Result<B256, DeployError> {
+    let registry = ModelRegistry::new(registry, provider);
+    let receipt = registry
+        .registerModel(model)
+        .send()
+        .await?
+        .get_receipt()
+        .await?;
+    let receipt = ensure_success(receipt, "ModelRegistry.registerModel")?;
+    receipt
+        .decoded_log::<ModelRegistry::ModelRegistered>()
+        .map(|log| log.data.modelId)
+        .ok_or(DeployError::Reverted {
+            what: "ModelRegistry.registerModel (no event)",
+            tx_hash: receipt.transaction_hash,
+        })
+}

@@ -1,0 +1,345 @@
+//! End to end on a real anvil chain: the contracts are deployed through the generated bindings and
+//! whole jobs run through them — post → accept → submit → finalize → withdraw, and the timeout
+//! paths — with every balance checked to the base unit.
+
+use alloy::{
+    network::EthereumWallet,
+    primitives::{Address, B256, Bytes, U256, aliases::U96, keccak256},
+    providers::{DynProvider, Provider, ProviderBuilder, ext::AnvilApi},
+    signers::local::PrivateKeySigner,
+};
+use eyre::{Result, ensure, eyre};
+use infera::{
+    deploy::MarketParams,
+    devnet::{self, Devnet, DevnetConfig},
+    market::{EXECUTOR_ROLE, JobMarket},
+};
+use infera_protocol::{
+    CommitmentInput, FinishReason,
+    bindings::{IJobEscrow, JobEscrow},
+    pack_tokens, tokens_hash, unpack_tokens,
+};
+
+const STAKE: u64 = 1_000_000_000; // 1,000 tokens (6 decimals)
+const INPUT_PRICE: u64 = 100_000; // 0.10 token per million input tokens
+const OUTPUT_PRICE: u64 = 400_000; // 0.40 token per million output tokens
+const FINALIZED: u8 = 5;
+const EXPIRED: u8 = 7;
+
+/// One of anvil's dev accounts with the job market client signing as it.
+struct Actor {
+    address: Address,
+    market: JobMarket<DynProvider>,
+}
+
+impl Actor {
+    fn new(devnet: &Devnet, index: usize) -> Result<Self> {
+        let signer: PrivateKeySigner = devnet
+            .signer(index)
+            .ok_or_else(|| eyre!("no dev key {index}"))?;
+        let address = signer.address();
+        let provider = ProviderBuilder::new()
+            .wallet(EthereumWallet::from(signer))
+            .connect_http(devnet.anvil.endpoint_url())
+            .erased();
+        Ok(Self {
+            address,
+            market: JobMarket::new(&devnet.deployment, provider),
+        })
+    }
+
+    async fn balance(&self) -> Result<U256> {
+        Ok(self.market.token.balanceOf(self.address).call().await?)
+    }
+}
+
+/// A devnet with a requester that approved the escrow and a staked, priced executor.
+struct Market {
+    devnet: Devnet,
+    requester: Actor,
+    executor: Actor,
+    keeper: Actor,
+}
+
+impl Market {
+    async fn start() -> Result<Self> {
+        let devnet = devnet::start(&DevnetConfig {
+            port: None,
+            ..DevnetConfig::default()
+        })
+        .await?;
+        let requester = Actor::new(&devnet, 1)?;
+        let executor = Actor::new(&devnet, 2)?;
+        let keeper = Actor::new(&devnet, 3)?;
+        requester
+            .market
+            .approve(devnet.deployment.job_escrow)
+            .await?;
+        executor
+            .market
+            .become_executor(
+                U256::from(STAKE),
+                "http://127.0.0.1:9000",
+                "cpu:2c;ram:24G",
+                devnet.model_id,
+                INPUT_PRICE,
+                OUTPUT_PRICE,
+            )
+            .await?;
+        Ok(Self {
+            devnet,
+            requester,
+            executor,
+            keeper,
+        })
+    }
+
+    fn provider(&self) -> impl Provider {
+        ProviderBuilder::new().connect_http(self.devnet.anvil.endpoint_url())
+    }
+
+    async fn now(&self) -> Result<u64> {
+        let block = self
+            .provider()
+            .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
+            .await?
+            .ok_or_else(|| eyre!("no latest block"))?;
+        Ok(block.header.timestamp)
+    }
+
+    async fn advance(&self, seconds: u64) -> Result<()> {
+        let provider = self.provider();
+        provider.anvil_increase_time(seconds).await?;
+        provider.anvil_mine(Some(1), None).await?;
+        Ok(())
+    }
+
+    async fn token_balance(&self, account: Address) -> Result<U256> {
+        Ok(self.keeper.market.token.balanceOf(account).call().await?)
+    }
+
+    async fn status(&self, job_id: U256) -> Result<u8> {
+        Ok(self.keeper.market.escrow.jobStatus(job_id).call().await?)
+    }
+
+    /// Posts the test job (30 minutes to deliver) and checks what `JobPosted` carries.
+    async fn post(&self) -> Result<(U256, IJobEscrow::Job)> {
+        let spec = IJobEscrow::JobSpec {
+            modelId: self.devnet.model_id,
+            executor: Address::ZERO,
+            callback: Address::ZERO,
+            callbackGasLimit: 0,
+            maxInputTokens: 512,
+            maxOutputTokens: 256,
+            maxInputPrice: 1_000_000,
+            maxOutputPrice: 2_000_000,
+            deadline: self.now().await? + 1_800,
+            sampling: infera_protocol::SamplingParams {
+                temperature_ppm: 700_000,
+                top_k: 40,
+                top_p_ppm: 950_000,
+            }
+            .into(),
+        };
+        let prompt = Bytes::from_static(br#"[{"role":"user","content":"Say hello in French."}]"#);
+        let (posted, _) = self.requester.market.post_job(spec, prompt.clone()).await?;
+        ensure!(posted.requester == self.requester.address);
+        ensure!(posted.prompt == prompt, "the prompt is emitted verbatim");
+        ensure!(posted.job.promptHash == keccak256(&prompt));
+        ensure!(
+            posted.job.seed != B256::ZERO,
+            "the seed is fixed at posting"
+        );
+        Ok((posted.jobId, posted.job))
+    }
+}
+
+#[tokio::test]
+async fn job_lifecycle_pays_exactly_and_commitment_matches() -> Result<()> {
+    let m = Market::start().await?;
+    let requester_start = m.requester.balance().await?;
+    let executor_start = m.executor.balance().await?;
+
+    let (job_id, job) = m.post().await?;
+    // escrow = (512 × 1.0 + 256 × 2.0) tokens per million = 1,024 base units
+    ensure!(job.escrow == U256::from(1_024), "escrow {}", job.escrow);
+    ensure!(m.requester.balance().await? == requester_start - job.escrow);
+
+    let (assignment, _) = m.executor.market.accept_job(job_id, job.clone()).await?;
+    ensure!(assignment.executor == m.executor.address);
+    ensure!((assignment.inputPrice, assignment.outputPrice) == (INPUT_PRICE, OUTPUT_PRICE));
+    ensure!(
+        assignment.collateral == U256::from(2_048),
+        "collateral = 2 × escrow"
+    );
+
+    let prompt_ids: Vec<u32> = (0..300).map(|i| 151_000 + i).collect();
+    let output_ids: Vec<u32> = (0..200).map(|i| 1_000 + 7 * i).collect();
+    let result = IJobEscrow::Result {
+        inputTokens: 300,
+        finishReason: FinishReason::Stop.as_u8(),
+        promptTokensHash: tokens_hash(&prompt_ids),
+        outputTokens: pack_tokens(&output_ids).into(),
+        output: Bytes::from_static(b"Bonjour !"),
+    };
+
+    // Nobody but the bound executor can deliver.
+    let stolen = m
+        .keeper
+        .market
+        .escrow
+        .submitResult(job_id, job.clone(), assignment.clone(), result.clone())
+        .call()
+        .await;
+    let decoded = stolen
+        .err()
+        .and_then(|e| e.as_decoded_interface_error::<JobEscrow::JobEscrowErrors>())
+        .ok_or_else(|| eyre!("a stranger's submission must revert with a JobEscrow error"))?;
+    ensure!(
+        matches!(decoded, JobEscrow::JobEscrowErrors::NotBoundExecutor(_)),
+        "{decoded:?}"
+    );
+
+    let (submitted, _) = m
+        .executor
+        .market
+        .submit_result(job_id, job.clone(), assignment, result)
+        .await?;
+    let settlement = submitted.settlement;
+    ensure!(submitted.outputTokenCount == 200);
+
+    // The commitment the contract computed equals the one the protocol crate computes from the
+    // on-chain data alone.
+    let recomputed = CommitmentInput::from_tokens(
+        job.spec.modelId,
+        job.samplerVersion,
+        job.spec.sampling.clone().into(),
+        job.seed,
+        &prompt_ids,
+        &unpack_tokens(&submitted.outputTokens)?,
+        FinishReason::Stop,
+    )
+    .commitment();
+    ensure!(settlement.commitment == recomputed, "commitment mismatch");
+    // payment = (300 × 100,000 + 200 × 400,000) / 1e6 = 30 + 80 = 110
+    ensure!(
+        settlement.payment == U256::from(110),
+        "payment {}",
+        settlement.payment
+    );
+
+    // Finalizing inside the challenge window fails; after it, anyone can, once.
+    ensure!(
+        m.keeper
+            .market
+            .escrow
+            .finalize(job_id, settlement.clone())
+            .call()
+            .await
+            .is_err()
+    );
+    m.advance(MarketParams::default().challenge_window).await?;
+    let (finalized, _) = m.keeper.market.finalize(job_id, settlement.clone()).await?;
+    let fee = U256::from(110 * 500 / 10_000); // validator fee: 5 %
+    ensure!(finalized.validatorFee == fee);
+    ensure!(finalized.executorPayout == U256::from(110) - fee);
+    ensure!(finalized.refund == U256::from(1_024 - 110));
+    ensure!(
+        m.keeper
+            .market
+            .escrow
+            .finalize(job_id, settlement)
+            .call()
+            .await
+            .is_err(),
+        "paid twice"
+    );
+
+    m.executor.market.withdraw().await?;
+    m.requester.market.withdraw().await?;
+    ensure!(m.requester.balance().await? == requester_start - U256::from(110));
+    ensure!(m.executor.balance().await? == executor_start + U256::from(110) - fee);
+    ensure!(
+        m.token_balance(m.devnet.deployment.job_escrow).await? == fee,
+        "only the pool is left"
+    );
+    ensure!(m.keeper.market.escrow.rewardPool().call().await? == fee);
+    ensure!(m.token_balance(m.devnet.deployment.staking).await? == U256::from(STAKE));
+
+    let stake = m
+        .keeper
+        .market
+        .staking
+        .stakeOf(m.executor.address, EXECUTOR_ROLE)
+        .call()
+        .await?;
+    ensure!(stake.staked == U96::from(STAKE) && stake.locked == U96::ZERO);
+    ensure!(stake.jobsCompleted == 1);
+    ensure!(m.status(job_id).await? == FINALIZED);
+    Ok(())
+}
+
+#[tokio::test]
+async fn expired_job_refunds_requester_and_seizes_collateral() -> Result<()> {
+    let m = Market::start().await?;
+    let requester_start = m.requester.balance().await?;
+
+    let (job_id, job) = m.post().await?;
+    let (assignment, _) = m.executor.market.accept_job(job_id, job.clone()).await?;
+    let expire = m
+        .keeper
+        .market
+        .escrow
+        .expire(job_id, job.clone(), assignment.clone());
+    ensure!(expire.call().await.is_err(), "not before the deadline");
+
+    m.advance(1_801).await?;
+    let (expired, _) = m
+        .keeper
+        .market
+        .expire(job_id, job.clone(), assignment.clone())
+        .await?;
+    ensure!(expired.refund == job.escrow && expired.collateralSeized == assignment.collateral);
+    ensure!(m.status(job_id).await? == EXPIRED);
+
+    m.requester.market.withdraw().await?;
+    ensure!(m.requester.balance().await? == requester_start + assignment.collateral);
+    let stake = m
+        .keeper
+        .market
+        .staking
+        .stakeOf(m.executor.address, EXECUTOR_ROLE)
+        .call()
+        .await?;
+    ensure!(stake.staked == U96::from(STAKE) - U96::from(assignment.collateral));
+    ensure!(stake.locked == U96::ZERO && stake.jobsExpired == 1);
+    let staking_balance = m.token_balance(m.devnet.deployment.staking).await?;
+    ensure!(staking_balance == U256::from(STAKE) - assignment.collateral);
+    ensure!(m.token_balance(m.devnet.deployment.job_escrow).await? == U256::ZERO);
+    Ok(())
+}
+
+#[tokio::test]
+async fn unaccepted_job_can_be_cancelled_only_by_its_requester() -> Result<()> {
+    let m = Market::start().await?;
+    let requester_start = m.requester.balance().await?;
+    let (job_id, job) = m.post().await?;
+
+    ensure!(
+        m.keeper
+            .market
+            .escrow
+            .cancelJob(job_id, job.clone())
+            .call()
+            .await
+            .is_err()
+    );
+    let (cancelled, _) = m.requester.market.cancel_job(job_id, job.clone()).await?;
+    ensure!(cancelled.refund == job.escrow);
+    let accept = m.executor.market.escrow.acceptJob(job_id, job);
+    ensure!(accept.call().await.is_err(), "a cancelled job is final");
+
+    m.requester.market.withdraw().await?;
+    ensure!(m.requester.balance().await? == requester_start);
+    Ok(())
+}
