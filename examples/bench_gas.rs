@@ -1,0 +1,214 @@
+//! Gas of the on-chain job lifecycle, measured from real transaction receipts on anvil (so the
+//! 21,000 base cost and the calldata of every step are included). Run through `scripts/bench-gas`.
+//!
+//! Each figure is the median over `ROUNDS` jobs in steady state (the requester and the executor
+//! have used the market before). Two payloads are measured side by side in the same run:
+//! - `lean`: a 1-byte prompt and an empty output — the protocol's own cost;
+//! - `full`: a 512-byte prompt and a 256-token output with 1,024 bytes of text;
+//!
+//! and their difference is reported as the payload's calldata cost. Prints `key=value` lines.
+
+use alloy::{
+    network::EthereumWallet,
+    primitives::{Address, Bytes, U256},
+    providers::{DynProvider, Provider, ProviderBuilder, ext::AnvilApi},
+    rpc::types::TransactionReceipt,
+};
+use eyre::{Result, eyre};
+use infera::{
+    deploy::MarketParams,
+    devnet::{self, DevnetConfig},
+    market::JobMarket,
+};
+use infera_protocol::{FinishReason, SamplingParams, bindings::IJobEscrow, pack_tokens};
+
+const ROUNDS: usize = 5;
+/// Ritual Infernet's create + deliver, the figure the issue compares against.
+const RITUAL_INFERNET_GAS: u64 = 353_000;
+
+#[derive(Debug, Default, Clone, Copy)]
+struct StepGas {
+    post: u64,
+    accept: u64,
+    submit: u64,
+    finalize: u64,
+}
+
+impl StepGas {
+    fn lifecycle(&self) -> u64 {
+        self.post + self.accept + self.submit + self.finalize
+    }
+}
+
+struct Payload {
+    prompt: Bytes,
+    output_ids: Vec<u32>,
+    output_text: Bytes,
+}
+
+fn gas(receipt: &TransactionReceipt) -> u64 {
+    receipt.gas_used
+}
+
+async fn run_job(
+    requester: &JobMarket<DynProvider>,
+    executor: &JobMarket<DynProvider>,
+    provider: &DynProvider,
+    model_id: alloy::primitives::B256,
+    payload: &Payload,
+) -> Result<StepGas> {
+    let now = provider.get_block_number().await?;
+    let block = provider
+        .get_block_by_number(now.into())
+        .await?
+        .ok_or_else(|| eyre!("no block {now}"))?;
+    let spec = IJobEscrow::JobSpec {
+        modelId: model_id,
+        executor: Address::ZERO,
+        callback: Address::ZERO,
+        callbackGasLimit: 0,
+        maxInputTokens: 1_024,
+        maxOutputTokens: 256,
+        maxInputPrice: 1_000_000,
+        maxOutputPrice: 2_000_000,
+        deadline: block.header.timestamp + 1_800,
+        sampling: SamplingParams {
+            temperature_ppm: 700_000,
+            top_k: 40,
+            top_p_ppm: 950_000,
+        }
+        .into(),
+    };
+    let (posted, post) = requester.post_job(spec, payload.prompt.clone()).await?;
+    let (assignment, accept) = executor
+        .accept_job(posted.jobId, posted.job.clone())
+        .await?;
+    let result = IJobEscrow::Result {
+        inputTokens: 200,
+        finishReason: FinishReason::Stop.as_u8(),
+        promptTokensHash: alloy::primitives::keccak256(b"prompt token ids"),
+        outputTokens: pack_tokens(&payload.output_ids).into(),
+        output: payload.output_text.clone(),
+    };
+    let (submitted, submit) = executor
+        .submit_result(posted.jobId, posted.job, assignment, result)
+        .await?;
+    provider
+        .anvil_increase_time(MarketParams::default().challenge_window)
+        .await?;
+    let (_, finalize) = requester
+        .finalize(posted.jobId, submitted.settlement)
+        .await?;
+    Ok(StepGas {
+        post: gas(&post),
+        accept: gas(&accept),
+        submit: gas(&submit),
+        finalize: gas(&finalize),
+    })
+}
+
+fn median(mut values: Vec<u64>) -> u64 {
+    values.sort_unstable();
+    values[values.len() / 2]
+}
+
+fn medians(runs: &[StepGas]) -> StepGas {
+    StepGas {
+        post: median(runs.iter().map(|r| r.post).collect()),
+        accept: median(runs.iter().map(|r| r.accept).collect()),
+        submit: median(runs.iter().map(|r| r.submit).collect()),
+        finalize: median(runs.iter().map(|r| r.finalize).collect()),
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let devnet = devnet::start(&DevnetConfig {
+        port: None,
+        ..DevnetConfig::default()
+    })
+    .await?;
+    let actor = |index: usize| -> Result<(JobMarket<DynProvider>, DynProvider)> {
+        let signer = devnet
+            .signer(index)
+            .ok_or_else(|| eyre!("no dev key {index}"))?;
+        let provider = ProviderBuilder::new()
+            .wallet(EthereumWallet::from(signer))
+            .connect_http(devnet.anvil.endpoint_url())
+            .erased();
+        Ok((
+            JobMarket::new(&devnet.deployment, provider.clone()),
+            provider,
+        ))
+    };
+    let (requester, provider) = actor(1)?;
+    let (executor, _) = actor(2)?;
+    requester.approve(devnet.deployment.job_escrow).await?;
+    executor
+        .become_executor(
+            U256::from(1_000_000_000u64),
+            "http://127.0.0.1:9000",
+            "cpu:2c;ram:24G",
+            devnet.model_id,
+            100_000,
+            400_000,
+        )
+        .await?;
+
+    let lean = Payload {
+        prompt: Bytes::from_static(b"x"),
+        output_ids: vec![],
+        output_text: Bytes::new(),
+    };
+    // Token ids and text shaped like real output: ids spread over the Qwen2.5 vocabulary, ASCII text.
+    let full = Payload {
+        prompt: Bytes::from(
+            std::iter::repeat(*b"Summarise the attached contract clause in plain English. ")
+                .flatten()
+                .take(512)
+                .collect::<Vec<u8>>(),
+        ),
+        output_ids: (0..256u32).map(|i| (i * 7_919 + 13) % 151_936).collect(),
+        output_text: Bytes::from(
+            std::iter::repeat(*b"The clause lets either party end the agreement. ")
+                .flatten()
+                .take(1_024)
+                .collect::<Vec<u8>>(),
+        ),
+    };
+
+    // Warm up: first-time storage writes (balances, credits, counters) are not steady state.
+    run_job(&requester, &executor, &provider, devnet.model_id, &full).await?;
+    requester.withdraw().await?;
+    executor.withdraw().await?;
+    let (mut lean_runs, mut full_runs) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        lean_runs.push(run_job(&requester, &executor, &provider, devnet.model_id, &lean).await?);
+        full_runs.push(run_job(&requester, &executor, &provider, devnet.model_id, &full).await?);
+    }
+    let (lean, full) = (medians(&lean_runs), medians(&full_runs));
+    let (_, withdraw) = executor.withdraw().await?;
+
+    let lifecycle = lean.lifecycle();
+    println!("rounds={ROUNDS}");
+    println!("post_gas={}", lean.post);
+    println!("accept_gas={}", lean.accept);
+    println!("submit_gas={}", lean.submit);
+    println!("finalize_gas={}", lean.finalize);
+    println!("withdraw_gas={}", withdraw.gas_used);
+    println!("job_lifecycle_gas={lifecycle}");
+    println!("prompt_512b_calldata_gas={}", full.post - lean.post);
+    println!(
+        "output_256_tokens_calldata_gas={}",
+        full.submit - lean.submit
+    );
+    println!("job_lifecycle_with_payload_gas={}", full.lifecycle());
+    println!("ritual_infernet_gas={RITUAL_INFERNET_GAS}");
+    println!(
+        "ritual_ratio={:.3}",
+        lifecycle as f64 / RITUAL_INFERNET_GAS as f64
+    );
+    println!("target_gas=250000");
+    println!("target_met={}", lifecycle <= 250_000);
+    Ok(())
+}
