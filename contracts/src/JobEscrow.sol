@@ -52,14 +52,14 @@ contract JobEscrow is IJobEscrow, Ownable2Step, ReentrancyGuardTransient {
     /// @notice The dispute contract, wired once; zero until then.
     address public disputes;
 
-    uint64 public challengeWindow;
-    uint64 public disputeWindow;
-    uint64 public maxJobDuration;
-    uint16 public validatorFeeBps;
-    uint16 public collateralBps;
+    // Market parameters and the job counter share one slot: each lifecycle step reads it once.
+    uint32 private _challengeWindow;
+    uint32 private _disputeWindow;
+    uint32 private _maxJobDuration;
+    uint16 private _validatorFeeBps;
+    uint16 private _collateralBps;
+    uint128 private _nextJobId;
 
-    /// @inheritdoc IJobEscrow
-    uint256 public nextJobId;
     /// @inheritdoc IJobEscrow
     uint256 public rewardPool;
     /// @inheritdoc IJobEscrow
@@ -86,7 +86,7 @@ contract JobEscrow is IJobEscrow, Ownable2Step, ReentrancyGuardTransient {
         token = token_;
         staking = staking_;
         registry = registry_;
-        nextJobId = 1;
+        _nextJobId = 1;
         _setParameters(challengeWindow_, disputeWindow_, maxJobDuration_, validatorFeeBps_, collateralBps_);
     }
 
@@ -101,18 +101,18 @@ contract JobEscrow is IJobEscrow, Ownable2Step, ReentrancyGuardTransient {
         IModelRegistry.ModelTerms memory model = registry.terms(spec.modelId);
         if (!model.active) revert ModelInactive(spec.modelId);
         if (
-            spec.maxOutputTokens == 0 || prompt.length == 0
+            spec.maxInputTokens == 0 || spec.maxOutputTokens == 0 || prompt.length == 0
                 || uint256(spec.maxInputTokens) + spec.maxOutputTokens > model.maxContext
                 || spec.sampling.topP > PRICE_UNIT || spec.callbackGasLimit > MAX_CALLBACK_GAS
                 || (spec.callback == address(0) && spec.callbackGasLimit != 0)
         ) revert InvalidSpec();
-        if (spec.deadline <= block.timestamp || spec.deadline > block.timestamp + maxJobDuration) {
+        if (spec.deadline <= block.timestamp || spec.deadline > block.timestamp + _maxJobDuration) {
             revert DeadlinePassed(spec.deadline);
         }
         uint256 escrow = _maxCost(spec);
         if (escrow == 0) revert EmptyEscrow();
 
-        jobId = nextJobId++;
+        jobId = _nextJobId++;
         job = Job({
             spec: spec,
             requester: msg.sender,
@@ -122,6 +122,7 @@ contract JobEscrow is IJobEscrow, Ownable2Step, ReentrancyGuardTransient {
             ),
             samplerVersion: model.samplerVersion,
             minExecutorStake: model.minExecutorStake,
+            validatorFeeBps: _validatorFeeBps,
             escrow: escrow
         });
         _jobs[jobId] = JobRecord(_digest(abi.encode(job)), JobStatus.Posted);
@@ -152,7 +153,7 @@ contract JobEscrow is IJobEscrow, Ownable2Step, ReentrancyGuardTransient {
             revert NotDesignatedExecutor(msg.sender);
         }
 
-        uint256 collateral = job.escrow * collateralBps / BPS;
+        uint256 collateral = job.escrow * _collateralBps / BPS;
         IStaking.Price memory price =
             staking.lockForJob(msg.sender, jobId, job.spec.modelId, job.minExecutorStake, collateral);
         if (
@@ -191,12 +192,13 @@ contract JobEscrow is IJobEscrow, Ownable2Step, ReentrancyGuardTransient {
                     * uint256(assignment.inputPrice)
                     + outputCount
                     * uint256(assignment.outputPrice)) / PRICE_UNIT;
-        uint64 challengeEnd = block.timestamp.toUint64() + challengeWindow;
+        uint64 challengeEnd = block.timestamp.toUint64() + _challengeWindow;
         settlement = Settlement({
             requester: job.requester,
             executor: assignment.executor,
             escrow: job.escrow,
             payment: payment,
+            validatorFee: payment * job.validatorFeeBps / BPS,
             collateral: assignment.collateral,
             commitment: Commitment.compute(
                 job.spec.modelId,
@@ -208,7 +210,7 @@ contract JobEscrow is IJobEscrow, Ownable2Step, ReentrancyGuardTransient {
                 result.finishReason
             ),
             challengeEnd: challengeEnd,
-            disputeEnd: challengeEnd + disputeWindow
+            disputeEnd: challengeEnd + _disputeWindow
         });
         record.digest = _digest(abi.encode(settlement));
         record.status = JobStatus.Submitted;
@@ -350,7 +352,37 @@ contract JobEscrow is IJobEscrow, Ownable2Step, ReentrancyGuardTransient {
 
     /// @inheritdoc IJobEscrow
     function maxJobLifetime() public view returns (uint256) {
-        return uint256(maxJobDuration) + challengeWindow + disputeWindow;
+        return uint256(_maxJobDuration) + _challengeWindow + _disputeWindow;
+    }
+
+    /// @inheritdoc IJobEscrow
+    function nextJobId() external view returns (uint256) {
+        return _nextJobId;
+    }
+
+    /// @notice Seconds after submission during which a result can be challenged.
+    function challengeWindow() external view returns (uint64) {
+        return _challengeWindow;
+    }
+
+    /// @notice Seconds a dispute may take before it settles by default.
+    function disputeWindow() external view returns (uint64) {
+        return _disputeWindow;
+    }
+
+    /// @notice Longest time from posting to deadline a job may ask for.
+    function maxJobDuration() external view returns (uint64) {
+        return _maxJobDuration;
+    }
+
+    /// @notice Share of each payment that goes to the validator reward pool, fixed per job at posting.
+    function validatorFeeBps() external view returns (uint16) {
+        return _validatorFeeBps;
+    }
+
+    /// @notice Collateral locked per job at acceptance, as a share of its escrow.
+    function collateralBps() external view returns (uint16) {
+        return _collateralBps;
     }
 
     /// @inheritdoc IJobEscrow
@@ -374,11 +406,12 @@ contract JobEscrow is IJobEscrow, Ownable2Step, ReentrancyGuardTransient {
                 || validatorFeeBps_ > MAX_VALIDATOR_FEE_BPS || collateralBps_ < MIN_COLLATERAL_BPS
                 || collateralBps_ > MAX_COLLATERAL_BPS
         ) revert ParameterOutOfBounds();
-        challengeWindow = challengeWindow_;
-        disputeWindow = disputeWindow_;
-        maxJobDuration = maxJobDuration_;
-        validatorFeeBps = validatorFeeBps_;
-        collateralBps = collateralBps_;
+        // The bounds above keep every window far below 2^32 seconds.
+        _challengeWindow = uint32(challengeWindow_);
+        _disputeWindow = uint32(disputeWindow_);
+        _maxJobDuration = uint32(maxJobDuration_);
+        _validatorFeeBps = validatorFeeBps_;
+        _collateralBps = collateralBps_;
         emit ParametersSet(
             challengeWindow_, disputeWindow_, maxJobDuration_, validatorFeeBps_, collateralBps_
         );
@@ -386,7 +419,7 @@ contract JobEscrow is IJobEscrow, Ownable2Step, ReentrancyGuardTransient {
 
     /// @dev Credits a settled job: executor payout, validator fee, refund; releases the collateral.
     function _pay(uint256 jobId, Settlement calldata s) private {
-        uint256 fee = s.payment * validatorFeeBps / BPS;
+        uint256 fee = s.validatorFee;
         uint256 payout = s.payment - fee;
         uint256 refund = s.escrow - s.payment;
         credits[s.executor] += payout;
@@ -401,7 +434,6 @@ contract JobEscrow is IJobEscrow, Ownable2Step, ReentrancyGuardTransient {
         private
         returns (uint256 received)
     {
-        if (collateral == 0) return 0;
         uint256 before = token.balanceOf(address(this));
         staking.seizeCollateral(executor, jobId, collateral, fault, to);
         received = token.balanceOf(address(this)) - before;

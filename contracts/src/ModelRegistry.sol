@@ -58,8 +58,10 @@ contract ModelRegistry is IModelRegistry, Ownable2Step {
     }
 
     /// @inheritdoc IModelRegistry
-    function terms(bytes32 modelId) external view returns (ModelTerms memory) {
-        return _existing(modelId).terms;
+    function terms(bytes32 modelId) external view returns (ModelTerms memory t) {
+        // One storage read on the job path: registered models always have a sampler version.
+        t = _models[modelId].terms;
+        if (t.samplerVersion == 0) revert UnknownModel(modelId);
     }
 
     /// @inheritdoc IModelRegistry

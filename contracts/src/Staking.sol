@@ -162,7 +162,7 @@ contract Staking is IStaking, Ownable2Step, ReentrancyGuardTransient {
         } else {
             _profiles[executor].disputesLost += 1;
         }
-        token.safeTransfer(to, seized);
+        if (seized != 0) token.safeTransfer(to, seized);
         emit CollateralSeized(executor, jobId, seized, fault, to);
     }
 

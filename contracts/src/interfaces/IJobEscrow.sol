@@ -53,6 +53,7 @@ interface IJobEscrow {
     /// @notice A job's terms as fixed at posting (emitted in `JobPosted`).
     /// @param seed Sampling seed, derived from the job id and the previous block hash at posting.
     /// @param samplerVersion, minExecutorStake Snapshots of the model's terms at posting.
+    /// @param validatorFeeBps Snapshot of the market's validator fee at posting.
     /// @param escrow The maximum cost, held in escrow.
     struct Job {
         JobSpec spec;
@@ -61,6 +62,7 @@ interface IJobEscrow {
         bytes32 seed;
         uint32 samplerVersion;
         uint96 minExecutorStake;
+        uint16 validatorFeeBps;
         uint256 escrow;
     }
 
@@ -87,7 +89,8 @@ interface IJobEscrow {
     }
 
     /// @notice Everything needed to settle a submitted job (emitted in `ResultSubmitted`).
-    /// @param payment What the executor earns for the counted tokens, validator fee included.
+    /// @param payment What the job costs the requester for the counted tokens.
+    /// @param validatorFee The part of `payment` that goes to the validator reward pool.
     /// @param challengeEnd Until then the result can be disputed; after it, anyone may finalize.
     /// @param disputeEnd A dispute not resolved by then settles as if the executor were honest.
     struct Settlement {
@@ -95,6 +98,7 @@ interface IJobEscrow {
         address executor;
         uint256 escrow;
         uint256 payment;
+        uint256 validatorFee;
         uint256 collateral;
         bytes32 commitment;
         uint64 challengeEnd;

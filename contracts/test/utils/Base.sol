@@ -86,7 +86,9 @@ abstract contract Base {
                 auditRatePpm: 50_000,
                 minExecutorStake: MIN_EXECUTOR_STAKE
             }),
-            thresholds: IModelRegistry.VerificationThresholds({maxMarginPpm: 2_000_000, maxFlipRatePpm: 50_000})
+            thresholds: IModelRegistry.VerificationThresholds({
+                maxMarginPpm: 2_000_000, maxFlipRatePpm: 50_000
+            })
         });
     }
 
@@ -133,7 +135,11 @@ abstract contract Base {
         }
     }
 
-    function defaultResult(uint32 inputTokens, uint256 outputCount) internal pure returns (IJobEscrow.Result memory) {
+    function defaultResult(uint32 inputTokens, uint256 outputCount)
+        internal
+        pure
+        returns (IJobEscrow.Result memory)
+    {
         return IJobEscrow.Result({
             inputTokens: inputTokens,
             finishReason: FinishReason.Stop,
@@ -143,7 +149,10 @@ abstract contract Base {
         });
     }
 
-    function post(IJobEscrow.JobSpec memory spec) internal returns (uint256 jobId, IJobEscrow.Job memory job) {
+    function post(IJobEscrow.JobSpec memory spec)
+        internal
+        returns (uint256 jobId, IJobEscrow.Job memory job)
+    {
         vm.prank(requester);
         (jobId, job) = escrow.postJob(spec, PROMPT);
     }
@@ -179,5 +188,37 @@ abstract contract Base {
     function finalizeAfterWindow(uint256 jobId, IJobEscrow.Settlement memory settlement) internal {
         vm.warp(settlement.challengeEnd);
         escrow.finalize(jobId, settlement);
+    }
+
+    // ---------------------------------------------------------------- helpers added for the unit suites
+
+    /// @notice Wires `disputes_` (any contract) as the dispute contract of the escrow and of staking.
+    function wireDisputes(address disputes_) internal {
+        vm.startPrank(governance);
+        escrow.setDisputes(disputes_);
+        staking.setDisputes(disputes_);
+        vm.stopPrank();
+    }
+
+    /// @notice Posts `spec` and has the default executor accept it.
+    function acceptedJob(IJobEscrow.JobSpec memory spec)
+        internal
+        returns (uint256 jobId, IJobEscrow.Job memory job, IJobEscrow.Assignment memory assignment)
+    {
+        (jobId, job) = post(spec);
+        assignment = accept(executor, jobId, job);
+    }
+
+    /// @notice The seed the escrow derives for `jobId` when posted in the current block.
+    function expectedSeed(uint256 jobId) internal view returns (bytes32) {
+        return keccak256(
+            abi.encode(
+                keccak256("infera.seed.v1"),
+                block.chainid,
+                address(escrow),
+                jobId,
+                blockhash(block.number - 1)
+            )
+        );
     }
 }

@@ -1,0 +1,1251 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.30;
+
+import {vm} from "./utils/Vm.sol";
+import {Base, bound} from "./utils/Base.sol";
+import {IJobEscrow} from "../src/interfaces/IJobEscrow.sol";
+import {IStaking} from "../src/interfaces/IStaking.sol";
+import {IModelRegistry} from "../src/interfaces/IModelRegistry.sol";
+import {Commitment, FinishReason, SamplingParams} from "../src/libraries/Commitment.sol";
+import {MockDisputes} from "./mocks/MockDisputes.sol";
+import {JobEscrow} from "../src/JobEscrow.sol";
+import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+
+/// @notice Shared helpers of the escrow unit suites.
+abstract contract EscrowTestBase is Base {
+    uint256 internal constant JOB_FIELDS = 18;
+    uint256 internal constant SETTLEMENT_FIELDS = 8;
+    uint256 internal constant ASSIGNMENT_FIELDS = 4;
+
+    function copyJob(IJobEscrow.Job memory job) internal pure returns (IJobEscrow.Job memory) {
+        return abi.decode(abi.encode(job), (IJobEscrow.Job));
+    }
+
+    /// @notice A copy of `job` with field number `field` (0..17, every leaf of `Job`) changed.
+    function tamperJob(IJobEscrow.Job memory job, uint256 field)
+        internal
+        pure
+        returns (IJobEscrow.Job memory t)
+    {
+        t = copyJob(job);
+        if (field == 0) t.spec.modelId = bytes32(uint256(t.spec.modelId) ^ 1);
+        else if (field == 1) t.spec.executor = address(uint160(t.spec.executor) ^ 0xE3E3);
+        else if (field == 2) t.spec.callback = address(uint160(t.spec.callback) ^ 0xCA11);
+        else if (field == 3) t.spec.callbackGasLimit += 1;
+        else if (field == 4) t.spec.maxInputTokens -= 1;
+        else if (field == 5) t.spec.maxOutputTokens -= 1;
+        else if (field == 6) t.spec.maxInputPrice += 1;
+        else if (field == 7) t.spec.maxOutputPrice += 1;
+        else if (field == 8) t.spec.deadline += 1;
+        else if (field == 9) t.spec.sampling.temperature += 1;
+        else if (field == 10) t.spec.sampling.topK += 1;
+        else if (field == 11) t.spec.sampling.topP -= 1;
+        else if (field == 12) t.requester = address(0xBEEF);
+        else if (field == 13) t.promptHash = keccak256("another prompt");
+        else if (field == 14) t.seed = bytes32(uint256(t.seed) ^ 1);
+        else if (field == 15) t.samplerVersion += 1;
+        else if (field == 16) t.minExecutorStake -= 1;
+        else if (field == 17) t.escrow -= 1;
+        else revert("no such field");
+    }
+
+    function tamperAssignment(IJobEscrow.Assignment memory a, uint256 field)
+        internal
+        view
+        returns (IJobEscrow.Assignment memory t)
+    {
+        t = IJobEscrow.Assignment(a.executor, a.inputPrice, a.outputPrice, a.collateral);
+        if (field == 0) t.executor = otherExecutor;
+        else if (field == 1) t.inputPrice -= 1;
+        else if (field == 2) t.outputPrice -= 1;
+        else if (field == 3) t.collateral -= 1;
+        else revert("no such field");
+    }
+
+    function tamperSettlement(IJobEscrow.Settlement memory s, uint256 field)
+        internal
+        view
+        returns (IJobEscrow.Settlement memory t)
+    {
+        t = abi.decode(abi.encode(s), (IJobEscrow.Settlement));
+        if (field == 0) t.requester = stranger;
+        else if (field == 1) t.executor = otherExecutor;
+        else if (field == 2) t.escrow += 1;
+        else if (field == 3) t.payment -= 1;
+        else if (field == 4) t.collateral -= 1;
+        else if (field == 5) t.commitment = bytes32(uint256(t.commitment) ^ 1);
+        else if (field == 6) t.challengeEnd -= 1;
+        else if (field == 7) t.disputeEnd -= 1;
+        else revert("no such field");
+    }
+
+    function expectedPayment(uint256 inputTokens, uint256 outputTokens) internal pure returns (uint256) {
+        return (inputTokens * INPUT_PRICE + outputTokens * OUTPUT_PRICE) / 1_000_000;
+    }
+
+    function assertStatus(uint256 jobId, IJobEscrow.JobStatus expected, string memory what) internal view {
+        vm.assertEq(uint256(escrow.jobStatus(jobId)), uint256(expected), what);
+    }
+
+    function stakeInfo(address who) internal view returns (IStaking.StakeInfo memory) {
+        return staking.stakeOf(who, IStaking.Role.Executor);
+    }
+}
+
+contract JobEscrowPostTest is EscrowTestBase {
+    function test_post_pullsEscrowStoresJobAndEmits() public {
+        IJobEscrow.JobSpec memory spec = defaultSpec();
+        uint256 expectedEscrow = (512 * uint256(1_000_000) + 256 * uint256(2_000_000)) / 1_000_000;
+        vm.assertEq(escrow.maxCost(spec), expectedEscrow, "maxCost view");
+        uint256 before = token.balanceOf(requester);
+
+        IJobEscrow.Job memory expected = IJobEscrow.Job({
+            spec: spec,
+            requester: requester,
+            promptHash: keccak256(PROMPT),
+            seed: expectedSeed(1),
+            samplerVersion: 1,
+            minExecutorStake: MIN_EXECUTOR_STAKE,
+            validatorFeeBps: VALIDATOR_FEE_BPS,
+            escrow: expectedEscrow
+        });
+        vm.expectEmit(true, true, true, true, address(escrow));
+        emit IJobEscrow.JobPosted(1, requester, modelId, expected, PROMPT);
+        (uint256 jobId, IJobEscrow.Job memory job) = post(spec);
+
+        vm.assertEq(jobId, 1, "first job id");
+        vm.assertEq(escrow.nextJobId(), 2, "next id");
+        vm.assertEq(keccak256(abi.encode(job)), keccak256(abi.encode(expected)), "returned job");
+        vm.assertEq(token.balanceOf(requester), before - expectedEscrow, "requester paid escrow");
+        vm.assertEq(token.balanceOf(address(escrow)), expectedEscrow, "escrow holds it");
+        assertStatus(jobId, IJobEscrow.JobStatus.Posted, "posted");
+        assertStatus(jobId + 1, IJobEscrow.JobStatus.None, "next job unknown");
+    }
+
+    function test_post_unknownModelReverts() public {
+        IJobEscrow.JobSpec memory spec = defaultSpec();
+        spec.modelId = keccak256("no such model");
+        vm.expectRevert(abi.encodeWithSelector(IModelRegistry.UnknownModel.selector, spec.modelId));
+        post(spec);
+    }
+
+    function test_post_inactiveModelReverts() public {
+        IModelRegistry.ModelTerms memory t = registry.terms(modelId);
+        t.active = false;
+        vm.prank(governance);
+        registry.setTerms(modelId, t);
+        vm.expectRevert(abi.encodeWithSelector(IJobEscrow.ModelInactive.selector, modelId));
+        post(defaultSpec());
+    }
+
+    function test_post_zeroMaxOutputReverts() public {
+        IJobEscrow.JobSpec memory spec = defaultSpec();
+        spec.maxOutputTokens = 0;
+        vm.expectRevert(IJobEscrow.InvalidSpec.selector);
+        post(spec);
+    }
+
+    function test_post_emptyPromptReverts() public {
+        vm.prank(requester);
+        vm.expectRevert(IJobEscrow.InvalidSpec.selector);
+        escrow.postJob(defaultSpec(), "");
+    }
+
+    function test_post_contextOverflowReverts() public {
+        IJobEscrow.JobSpec memory spec = defaultSpec();
+        spec.maxInputTokens = 32_768 - spec.maxOutputTokens + 1;
+        vm.expectRevert(IJobEscrow.InvalidSpec.selector);
+        post(spec);
+        // Exactly the context fits.
+        spec.maxInputTokens -= 1;
+        (uint256 jobId,) = post(spec);
+        assertStatus(jobId, IJobEscrow.JobStatus.Posted, "context exactly full");
+    }
+
+    /// @notice A prompt is never zero tokens and `submitResult` demands 1 <= inputTokens <= maxInputTokens,
+    /// so a job with maxInputTokens == 0 can never be fulfilled: an executor that accepts it can only
+    /// let it expire and lose its collateral to the requester. Posting it must fail.
+    function test_post_zeroMaxInputTokensReverts() public {
+        IJobEscrow.JobSpec memory spec = defaultSpec();
+        spec.maxInputTokens = 0;
+        vm.expectRevert(IJobEscrow.InvalidSpec.selector);
+        post(spec);
+    }
+
+    function test_post_contextOverflowNoUint32Wrap() public {
+        IJobEscrow.JobSpec memory spec = defaultSpec();
+        spec.maxInputTokens = type(uint32).max;
+        spec.maxOutputTokens = 1;
+        vm.expectRevert(IJobEscrow.InvalidSpec.selector);
+        post(spec);
+    }
+
+    function test_post_topPAboveOneReverts() public {
+        IJobEscrow.JobSpec memory spec = defaultSpec();
+        spec.sampling.topP = 1_000_001;
+        vm.expectRevert(IJobEscrow.InvalidSpec.selector);
+        post(spec);
+        spec.sampling.topP = 1_000_000;
+        (uint256 jobId,) = post(spec);
+        assertStatus(jobId, IJobEscrow.JobStatus.Posted, "topP == 1e6 allowed");
+    }
+
+    function test_post_callbackGasAboveMaxReverts() public {
+        IJobEscrow.JobSpec memory spec = defaultSpec();
+        spec.callback = address(0xCA11);
+        spec.callbackGasLimit = escrow.MAX_CALLBACK_GAS() + 1;
+        vm.expectRevert(IJobEscrow.InvalidSpec.selector);
+        post(spec);
+        spec.callbackGasLimit = escrow.MAX_CALLBACK_GAS();
+        (uint256 jobId,) = post(spec);
+        assertStatus(jobId, IJobEscrow.JobStatus.Posted, "max callback gas allowed");
+    }
+
+    function test_post_callbackGasWithoutCallbackReverts() public {
+        IJobEscrow.JobSpec memory spec = defaultSpec();
+        spec.callbackGasLimit = 1;
+        vm.expectRevert(IJobEscrow.InvalidSpec.selector);
+        post(spec);
+    }
+
+    function test_post_deadlineNowOrPastReverts() public {
+        IJobEscrow.JobSpec memory spec = defaultSpec();
+        spec.deadline = uint64(block.timestamp);
+        vm.expectRevert(abi.encodeWithSelector(IJobEscrow.DeadlinePassed.selector, spec.deadline));
+        post(spec);
+        spec.deadline = uint64(block.timestamp - 1);
+        vm.expectRevert(abi.encodeWithSelector(IJobEscrow.DeadlinePassed.selector, spec.deadline));
+        post(spec);
+    }
+
+    function test_post_deadlineBeyondMaxDurationReverts() public {
+        IJobEscrow.JobSpec memory spec = defaultSpec();
+        spec.deadline = uint64(block.timestamp + MAX_JOB_DURATION + 1);
+        vm.expectRevert(abi.encodeWithSelector(IJobEscrow.DeadlinePassed.selector, spec.deadline));
+        post(spec);
+        spec.deadline = uint64(block.timestamp + MAX_JOB_DURATION);
+        (uint256 jobId,) = post(spec);
+        assertStatus(jobId, IJobEscrow.JobStatus.Posted, "deadline at max duration allowed");
+    }
+
+    function test_post_zeroEscrowReverts() public {
+        IJobEscrow.JobSpec memory spec = defaultSpec();
+        spec.maxInputPrice = 0;
+        spec.maxOutputPrice = 0;
+        vm.expectRevert(IJobEscrow.EmptyEscrow.selector);
+        post(spec);
+        // Rounds down to zero: 512 * 1 + 256 * 1 < 1e6.
+        spec.maxInputPrice = 1;
+        spec.maxOutputPrice = 1;
+        vm.expectRevert(IJobEscrow.EmptyEscrow.selector);
+        post(spec);
+    }
+
+    function test_post_withoutAllowanceReverts() public {
+        token.mint(stranger, 1e12);
+        vm.prank(stranger);
+        vm.expectRevert(); // ERC20InsufficientAllowance
+        escrow.postJob(defaultSpec(), PROMPT);
+        vm.assertEq(escrow.nextJobId(), 1, "no job id consumed");
+    }
+
+    function test_seed_fixedAtPostingAndDistinctPerJob() public {
+        (uint256 id1, IJobEscrow.Job memory job1) = post(defaultSpec());
+        (uint256 id2, IJobEscrow.Job memory job2) = post(defaultSpec());
+        vm.assertEq(job1.seed, expectedSeed(id1), "seed 1 derivation");
+        vm.assertEq(job2.seed, expectedSeed(id2), "seed 2 derivation");
+        vm.assertNotEq(job1.seed, job2.seed, "same block, different jobs, different seeds");
+
+        // Later blocks change nothing: the commitment is made with the posted seed.
+        vm.roll(block.number + 50);
+        vm.warp(block.timestamp + 10 minutes);
+        IJobEscrow.Assignment memory a = accept(executor, id1, job1);
+        IJobEscrow.Result memory r = defaultResult(100, 10);
+        IJobEscrow.Settlement memory s = submit(id1, job1, a, r);
+        vm.assertEq(
+            s.commitment,
+            Commitment.compute(
+                modelId,
+                1,
+                job1.spec.sampling,
+                job1.seed,
+                r.promptTokensHash,
+                keccak256(r.outputTokens),
+                r.finishReason
+            ),
+            "commitment uses posted seed"
+        );
+
+        // The executor cannot substitute a seed of its choosing.
+        IJobEscrow.Job memory forged = copyJob(job2);
+        forged.seed = keccak256("executor's favourite seed");
+        vm.prank(executor);
+        vm.expectRevert(abi.encodeWithSelector(IJobEscrow.TermsMismatch.selector, id2));
+        escrow.acceptJob(id2, forged);
+    }
+
+    function test_seed_dependsOnPreviousBlockHash() public {
+        vm.setBlockhash(block.number - 1, keccak256("parent A"));
+        post(defaultSpec());
+        uint256 snap = vm.snapshotState();
+        (uint256 idA, IJobEscrow.Job memory jobA) = post(defaultSpec());
+        vm.revertToState(snap);
+        vm.roll(block.number + 1);
+        vm.setBlockhash(block.number - 1, keccak256("parent B"));
+        (uint256 idB, IJobEscrow.Job memory jobB) = post(defaultSpec());
+        vm.assertEq(idA, idB, "same job id in both branches");
+        vm.assertEq(jobA.seed, expectedSeedAt(idA, block.number - 1), "seed from parent A");
+        vm.assertEq(jobB.seed, expectedSeedAt(idB, block.number), "seed from parent B");
+        vm.assertNotEq(jobA.seed, jobB.seed, "parent hash changes the seed");
+    }
+
+    function expectedSeedAt(uint256 jobId, uint256 blockNumber) internal view returns (bytes32) {
+        return keccak256(
+            abi.encode(
+                keccak256("infera.seed.v1"), block.chainid, address(escrow), jobId, blockhash(blockNumber - 1)
+            )
+        );
+    }
+
+    function testFuzz_maxCost_formula(uint32 maxIn, uint32 maxOut, uint64 inPrice, uint64 outPrice)
+        public
+        view
+    {
+        IJobEscrow.JobSpec memory spec = defaultSpec();
+        spec.maxInputTokens = maxIn;
+        spec.maxOutputTokens = maxOut;
+        spec.maxInputPrice = inPrice;
+        spec.maxOutputPrice = outPrice;
+        uint256 expected = (uint256(maxIn) * inPrice + uint256(maxOut) * outPrice) / 1_000_000;
+        vm.assertEq(escrow.maxCost(spec), expected, "floor((in*pIn + out*pOut)/1e6)");
+    }
+
+    function testFuzz_post_pullsExactlyMaxCost(
+        uint256 maxIn,
+        uint256 maxOut,
+        uint256 inPrice,
+        uint256 outPrice
+    ) public {
+        IJobEscrow.JobSpec memory spec = defaultSpec();
+        spec.maxOutputTokens = uint32(bound(maxOut, 1, 16_384));
+        spec.maxInputTokens = uint32(bound(maxIn, 1, 32_768 - spec.maxOutputTokens));
+        spec.maxInputPrice = uint64(bound(inPrice, 0, 1e9));
+        spec.maxOutputPrice = uint64(bound(outPrice, 1e6, 1e9));
+        uint256 cost = escrow.maxCost(spec);
+        uint256 before = token.balanceOf(requester);
+        (, IJobEscrow.Job memory job) = post(spec);
+        vm.assertEq(job.escrow, cost, "escrow = maxCost");
+        vm.assertEq(before - token.balanceOf(requester), cost, "pulled exactly");
+        vm.assertEq(token.balanceOf(address(escrow)), cost, "held exactly");
+    }
+}
+
+contract JobEscrowCancelTest is EscrowTestBase {
+    function test_cancel_refundsEscrowAsCredit() public {
+        (uint256 jobId, IJobEscrow.Job memory job) = post(defaultSpec());
+        vm.expectEmit(true, true, true, true, address(escrow));
+        emit IJobEscrow.JobCancelled(jobId, job.escrow);
+        vm.prank(requester);
+        escrow.cancelJob(jobId, job);
+        vm.assertEq(escrow.credits(requester), job.escrow, "credited");
+        assertStatus(jobId, IJobEscrow.JobStatus.Cancelled, "cancelled");
+        vm.assertEq(token.balanceOf(address(escrow)), job.escrow, "tokens stay until withdrawn");
+    }
+
+    function test_cancel_onlyRequester() public {
+        (uint256 jobId, IJobEscrow.Job memory job) = post(defaultSpec());
+        address[3] memory others = [stranger, executor, governance];
+        for (uint256 i = 0; i < others.length; ++i) {
+            vm.prank(others[i]);
+            vm.expectRevert(abi.encodeWithSelector(IJobEscrow.NotRequester.selector, others[i]));
+            escrow.cancelJob(jobId, job);
+        }
+        // Claiming to be the requester does not work either.
+        IJobEscrow.Job memory forged = copyJob(job);
+        forged.requester = stranger;
+        vm.prank(stranger);
+        vm.expectRevert(abi.encodeWithSelector(IJobEscrow.TermsMismatch.selector, jobId));
+        escrow.cancelJob(jobId, forged);
+        assertStatus(jobId, IJobEscrow.JobStatus.Posted, "still posted");
+    }
+
+    function test_cancel_onlyPosted() public {
+        (uint256 jobId, IJobEscrow.Job memory job,) = acceptedJob(defaultSpec());
+        vm.prank(requester);
+        vm.expectRevert(
+            abi.encodeWithSelector(IJobEscrow.WrongStatus.selector, jobId, IJobEscrow.JobStatus.Accepted)
+        );
+        escrow.cancelJob(jobId, job);
+    }
+
+    function test_cancel_twiceReverts() public {
+        (uint256 jobId, IJobEscrow.Job memory job) = post(defaultSpec());
+        vm.prank(requester);
+        escrow.cancelJob(jobId, job);
+        vm.prank(requester);
+        vm.expectRevert(
+            abi.encodeWithSelector(IJobEscrow.WrongStatus.selector, jobId, IJobEscrow.JobStatus.Cancelled)
+        );
+        escrow.cancelJob(jobId, job);
+        vm.assertEq(escrow.credits(requester), job.escrow, "refunded once");
+    }
+
+    function test_cancel_unknownJobReverts() public {
+        (, IJobEscrow.Job memory job) = post(defaultSpec());
+        vm.prank(requester);
+        vm.expectRevert(abi.encodeWithSelector(IJobEscrow.UnknownJob.selector, 7));
+        escrow.cancelJob(7, job);
+    }
+
+    function test_cancel_tamperedTermsRevert() public {
+        (uint256 jobId, IJobEscrow.Job memory job) = post(defaultSpec());
+        for (uint256 f = 0; f < JOB_FIELDS; ++f) {
+            if (f == 12) continue; // requester: covered in test_cancel_onlyRequester
+            vm.prank(requester);
+            vm.expectRevert(abi.encodeWithSelector(IJobEscrow.TermsMismatch.selector, jobId));
+            escrow.cancelJob(jobId, tamperJob(job, f));
+        }
+    }
+
+    function testFuzz_cancel_refundsExactly(uint256 maxOut, uint256 outPrice) public {
+        IJobEscrow.JobSpec memory spec = defaultSpec();
+        spec.maxOutputTokens = uint32(bound(maxOut, 1, 8_192));
+        spec.maxOutputPrice = uint64(bound(outPrice, 1e6, 1e12));
+        uint256 before = token.balanceOf(requester);
+        (uint256 jobId, IJobEscrow.Job memory job) = post(spec);
+        vm.prank(requester);
+        escrow.cancelJob(jobId, job);
+        vm.prank(requester);
+        escrow.withdraw();
+        vm.assertEq(token.balanceOf(requester), before, "whole escrow back");
+        vm.assertEq(token.balanceOf(address(escrow)), 0, "nothing left behind");
+    }
+}
+
+contract JobEscrowAcceptTest is EscrowTestBase {
+    function test_accept_locksCollateralAndBinds() public {
+        (uint256 jobId, IJobEscrow.Job memory job) = post(defaultSpec());
+        uint256 collateral = job.escrow * COLLATERAL_BPS / 10_000;
+        IJobEscrow.Assignment memory expected =
+            IJobEscrow.Assignment(executor, INPUT_PRICE, OUTPUT_PRICE, collateral);
+        vm.expectEmit(true, true, true, true, address(staking));
+        emit IStaking.CollateralLocked(executor, jobId, collateral);
+        vm.expectEmit(true, true, true, true, address(escrow));
+        emit IJobEscrow.JobAccepted(jobId, executor, expected);
+        IJobEscrow.Assignment memory a = accept(executor, jobId, job);
+
+        vm.assertEq(keccak256(abi.encode(a)), keccak256(abi.encode(expected)), "assignment");
+        vm.assertEq(stakeInfo(executor).locked, collateral, "locked");
+        vm.assertEq(staking.freeStake(executor, IStaking.Role.Executor), 1_000e6 - collateral, "free");
+        assertStatus(jobId, IJobEscrow.JobStatus.Accepted, "accepted");
+    }
+
+    function test_accept_pricesAreBoundAtAcceptance() public {
+        (uint256 jobId, IJobEscrow.Job memory job, IJobEscrow.Assignment memory a) =
+            acceptedJob(defaultSpec());
+        vm.prank(executor);
+        staking.setPrice(modelId, INPUT_PRICE * 5, OUTPUT_PRICE * 5);
+        IJobEscrow.Settlement memory s = submit(jobId, job, a, defaultResult(300, 200));
+        vm.assertEq(s.payment, expectedPayment(300, 200), "paid at the accepted price");
+    }
+
+    function test_accept_wrongStatusReverts() public {
+        (uint256 jobId, IJobEscrow.Job memory job,) = acceptedJob(defaultSpec());
+        vm.prank(otherExecutor);
+        vm.expectRevert(
+            abi.encodeWithSelector(IJobEscrow.WrongStatus.selector, jobId, IJobEscrow.JobStatus.Accepted)
+        );
+        escrow.acceptJob(jobId, job);
+
+        (uint256 id2, IJobEscrow.Job memory job2) = post(defaultSpec());
+        vm.prank(requester);
+        escrow.cancelJob(id2, job2);
+        vm.prank(executor);
+        vm.expectRevert(
+            abi.encodeWithSelector(IJobEscrow.WrongStatus.selector, id2, IJobEscrow.JobStatus.Cancelled)
+        );
+        escrow.acceptJob(id2, job2);
+
+        vm.prank(executor);
+        vm.expectRevert(abi.encodeWithSelector(IJobEscrow.UnknownJob.selector, 99));
+        escrow.acceptJob(99, job2);
+    }
+
+    function test_accept_anyTamperedJobFieldReverts() public {
+        IJobEscrow.JobSpec memory spec = defaultSpec();
+        spec.callback = address(0xCA11);
+        spec.callbackGasLimit = 50_000;
+        (uint256 jobId, IJobEscrow.Job memory job) = post(spec);
+        for (uint256 f = 0; f < JOB_FIELDS; ++f) {
+            vm.prank(executor);
+            vm.expectRevert(abi.encodeWithSelector(IJobEscrow.TermsMismatch.selector, jobId));
+            escrow.acceptJob(jobId, tamperJob(job, f));
+        }
+        vm.assertEq(stakeInfo(executor).locked, 0, "nothing locked");
+        accept(executor, jobId, job); // the genuine terms still work
+        assertStatus(jobId, IJobEscrow.JobStatus.Accepted, "accepted");
+    }
+
+    function test_accept_deadlinePassedReverts() public {
+        (uint256 jobId, IJobEscrow.Job memory job) = post(defaultSpec());
+        vm.warp(job.spec.deadline);
+        vm.prank(executor);
+        vm.expectRevert(abi.encodeWithSelector(IJobEscrow.DeadlinePassed.selector, job.spec.deadline));
+        escrow.acceptJob(jobId, job);
+    }
+
+    function test_accept_designatedExecutorOnly() public {
+        IJobEscrow.JobSpec memory spec = defaultSpec();
+        spec.executor = executor;
+        (uint256 jobId, IJobEscrow.Job memory job) = post(spec);
+        vm.prank(otherExecutor);
+        vm.expectRevert(abi.encodeWithSelector(IJobEscrow.NotDesignatedExecutor.selector, otherExecutor));
+        escrow.acceptJob(jobId, job);
+        IJobEscrow.Assignment memory a = accept(executor, jobId, job);
+        vm.assertEq(a.executor, executor, "designated executor accepted");
+    }
+
+    function test_accept_notServingReverts() public {
+        (uint256 jobId, IJobEscrow.Job memory job) = post(defaultSpec());
+        vm.prank(stranger);
+        vm.expectRevert(abi.encodeWithSelector(IStaking.NotServing.selector, stranger, modelId));
+        escrow.acceptJob(jobId, job);
+
+        vm.prank(executor);
+        staking.removeModel(modelId);
+        vm.prank(executor);
+        vm.expectRevert(abi.encodeWithSelector(IStaking.NotServing.selector, executor, modelId));
+        escrow.acceptJob(jobId, job);
+    }
+
+    function test_accept_stakeBelowModelMinimumReverts() public {
+        address small = address(0x5A11);
+        setUpExecutor(small, MIN_EXECUTOR_STAKE - 1);
+        (uint256 jobId, IJobEscrow.Job memory job) = post(defaultSpec());
+        vm.prank(small);
+        vm.expectRevert(
+            abi.encodeWithSelector(
+                IStaking.StakeBelowModelMinimum.selector, MIN_EXECUTOR_STAKE - 1, MIN_EXECUTOR_STAKE
+            )
+        );
+        escrow.acceptJob(jobId, job);
+    }
+
+    function test_accept_minimumStakeIsSnapshotAtPosting() public {
+        address mid = address(0x3131);
+        setUpExecutor(mid, 150e6);
+        (uint256 jobId, IJobEscrow.Job memory job) = post(defaultSpec());
+        IModelRegistry.ModelTerms memory t = registry.terms(modelId);
+        t.minExecutorStake = 200e6;
+        vm.prank(governance);
+        registry.setTerms(modelId, t);
+        // The posted job keeps the minimum it was posted with.
+        IJobEscrow.Assignment memory a = accept(mid, jobId, job);
+        vm.assertEq(a.executor, mid, "accepted under the posted minimum");
+        // A new job uses the new minimum.
+        (uint256 id2, IJobEscrow.Job memory job2) = post(defaultSpec());
+        vm.assertEq(job2.minExecutorStake, 200e6, "new snapshot");
+        vm.prank(mid);
+        vm.expectRevert(abi.encodeWithSelector(IStaking.StakeBelowModelMinimum.selector, 150e6, 200e6));
+        escrow.acceptJob(id2, job2);
+    }
+
+    function test_accept_insufficientFreeStakeReverts() public {
+        address small = address(0x5A11);
+        setUpExecutor(small, MIN_EXECUTOR_STAKE);
+        IJobEscrow.JobSpec memory spec = defaultSpec();
+        spec.maxOutputPrice = 240e6 * 1_000_000 / 256; // escrow ≈ 240e6 → collateral ≈ 480e6 > 100e6
+        (uint256 jobId, IJobEscrow.Job memory job) = post(spec);
+        uint256 collateral = job.escrow * COLLATERAL_BPS / 10_000;
+        vm.prank(small);
+        vm.expectRevert(
+            abi.encodeWithSelector(IStaking.InsufficientFreeStake.selector, MIN_EXECUTOR_STAKE, collateral)
+        );
+        escrow.acceptJob(jobId, job);
+    }
+
+    function test_accept_lockedStakeIsNotFreeForTheNextJob() public {
+        IJobEscrow.JobSpec memory spec = defaultSpec();
+        spec.maxOutputPrice = 300e6 * 1_000_000 / 256; // escrow 300e6 → collateral 600e6 of 1000e6
+        (uint256 id1, IJobEscrow.Job memory job1) = post(spec);
+        (uint256 id2, IJobEscrow.Job memory job2) = post(spec);
+        accept(executor, id1, job1);
+        uint256 collateral = job2.escrow * COLLATERAL_BPS / 10_000;
+        vm.prank(executor);
+        vm.expectRevert(
+            abi.encodeWithSelector(IStaking.InsufficientFreeStake.selector, 1_000e6 - collateral, collateral)
+        );
+        escrow.acceptJob(id2, job2);
+    }
+
+    function test_accept_priceAboveMaximumReverts() public {
+        IJobEscrow.JobSpec memory spec = defaultSpec();
+        spec.maxInputPrice = INPUT_PRICE - 1;
+        (uint256 id1, IJobEscrow.Job memory job1) = post(spec);
+        vm.prank(executor);
+        vm.expectRevert(IJobEscrow.PriceAboveMaximum.selector);
+        escrow.acceptJob(id1, job1);
+
+        spec = defaultSpec();
+        spec.maxOutputPrice = OUTPUT_PRICE - 1;
+        (uint256 id2, IJobEscrow.Job memory job2) = post(spec);
+        vm.prank(executor);
+        vm.expectRevert(IJobEscrow.PriceAboveMaximum.selector);
+        escrow.acceptJob(id2, job2);
+
+        spec.maxInputPrice = INPUT_PRICE;
+        spec.maxOutputPrice = OUTPUT_PRICE;
+        (uint256 id3, IJobEscrow.Job memory job3) = post(spec);
+        accept(executor, id3, job3);
+        assertStatus(id3, IJobEscrow.JobStatus.Accepted, "price == max accepted");
+        vm.assertEq(stakeInfo(executor).locked, job3.escrow * COLLATERAL_BPS / 10_000, "only job 3 locked");
+    }
+}
+
+contract JobEscrowSubmitTest is EscrowTestBase {
+    uint256 internal jobId;
+    IJobEscrow.Job internal job;
+    IJobEscrow.Assignment internal assignment;
+
+    function setUp() public override {
+        super.setUp();
+        (jobId, job, assignment) = acceptedJob(defaultSpec());
+    }
+
+    function submitAs(address who, IJobEscrow.Result memory r)
+        internal
+        returns (IJobEscrow.Settlement memory)
+    {
+        vm.prank(who);
+        return escrow.submitResult(jobId, job, assignment, r);
+    }
+
+    function expectInvalid(IJobEscrow.Result memory r) internal {
+        vm.prank(executor);
+        vm.expectRevert(IJobEscrow.InvalidResult.selector);
+        escrow.submitResult(jobId, job, assignment, r);
+    }
+
+    function test_submit_settlementCommitmentPaymentAndEvent() public {
+        IJobEscrow.Result memory r = defaultResult(300, 200);
+        bytes32 commitment = Commitment.compute(
+            modelId,
+            1,
+            job.spec.sampling,
+            job.seed,
+            r.promptTokensHash,
+            keccak256(r.outputTokens),
+            FinishReason.Stop
+        );
+        uint64 challengeEnd = uint64(block.timestamp) + CHALLENGE_WINDOW;
+        IJobEscrow.Settlement memory expected = IJobEscrow.Settlement({
+            requester: requester,
+            executor: executor,
+            escrow: job.escrow,
+            payment: expectedPayment(300, 200),
+            validatorFee: expectedPayment(300, 200) * VALIDATOR_FEE_BPS / 10_000,
+            collateral: assignment.collateral,
+            commitment: commitment,
+            challengeEnd: challengeEnd,
+            disputeEnd: challengeEnd + DISPUTE_WINDOW
+        });
+        vm.expectEmit(true, true, true, true, address(escrow));
+        emit IJobEscrow.ResultSubmitted(
+            jobId,
+            executor,
+            expected,
+            300,
+            200,
+            FinishReason.Stop,
+            r.promptTokensHash,
+            r.outputTokens,
+            r.output
+        );
+        IJobEscrow.Settlement memory s = submitAs(executor, r);
+        vm.assertEq(keccak256(abi.encode(s)), keccak256(abi.encode(expected)), "settlement");
+        vm.assertEq(s.payment, 110, "(300*0.1e6 + 200*0.4e6)/1e6");
+        assertStatus(jobId, IJobEscrow.JobStatus.Submitted, "submitted");
+    }
+
+    function test_submit_onlyBoundExecutor() public {
+        address[4] memory others = [otherExecutor, requester, stranger, governance];
+        for (uint256 i = 0; i < others.length; ++i) {
+            vm.prank(others[i]);
+            vm.expectRevert(abi.encodeWithSelector(IJobEscrow.NotBoundExecutor.selector, others[i]));
+            escrow.submitResult(jobId, job, assignment, defaultResult(300, 200));
+        }
+        assertStatus(jobId, IJobEscrow.JobStatus.Accepted, "still accepted");
+    }
+
+    function test_submit_cannotRebindByForgingTheAssignment() public {
+        for (uint256 f = 0; f < ASSIGNMENT_FIELDS; ++f) {
+            vm.prank(f == 0 ? otherExecutor : executor);
+            vm.expectRevert(abi.encodeWithSelector(IJobEscrow.TermsMismatch.selector, jobId));
+            escrow.submitResult(jobId, job, tamperAssignment(assignment, f), defaultResult(300, 200));
+        }
+        for (uint256 f = 0; f < JOB_FIELDS; ++f) {
+            vm.prank(executor);
+            vm.expectRevert(abi.encodeWithSelector(IJobEscrow.TermsMismatch.selector, jobId));
+            escrow.submitResult(jobId, tamperJob(job, f), assignment, defaultResult(300, 200));
+        }
+    }
+
+    function test_submit_wrongStatusReverts() public {
+        (uint256 posted, IJobEscrow.Job memory postedJob) = post(defaultSpec());
+        vm.prank(executor);
+        vm.expectRevert(
+            abi.encodeWithSelector(IJobEscrow.WrongStatus.selector, posted, IJobEscrow.JobStatus.Posted)
+        );
+        escrow.submitResult(posted, postedJob, assignment, defaultResult(300, 200));
+
+        submitAs(executor, defaultResult(300, 200));
+        vm.prank(executor);
+        vm.expectRevert(
+            abi.encodeWithSelector(IJobEscrow.WrongStatus.selector, jobId, IJobEscrow.JobStatus.Submitted)
+        );
+        escrow.submitResult(jobId, job, assignment, defaultResult(300, 200));
+    }
+
+    function test_submit_misalignedPackingReverts() public {
+        IJobEscrow.Result memory r = defaultResult(300, 3);
+        r.outputTokens = bytes.concat(r.outputTokens, hex"01");
+        expectInvalid(r);
+        r.outputTokens = hex"000001";
+        expectInvalid(r);
+    }
+
+    function test_submit_tooManyOutputsReverts() public {
+        expectInvalid(defaultResult(300, 257));
+        IJobEscrow.Settlement memory s = submitAs(executor, defaultResult(300, 256));
+        vm.assertEq(s.payment, expectedPayment(300, 256), "256 outputs allowed");
+    }
+
+    function test_submit_inputTokenBoundsRevert() public {
+        expectInvalid(defaultResult(0, 10));
+        expectInvalid(defaultResult(513, 10));
+        IJobEscrow.Settlement memory s = submitAs(executor, defaultResult(512, 10));
+        vm.assertEq(s.payment, expectedPayment(512, 10), "512 inputs allowed");
+    }
+
+    function test_submit_finishReasonNoneReverts() public {
+        IJobEscrow.Result memory r = defaultResult(300, 10);
+        r.finishReason = FinishReason.None;
+        expectInvalid(r);
+    }
+
+    function test_submit_lengthNeedsExactlyMaxOutputs() public {
+        IJobEscrow.Result memory r = defaultResult(300, 255);
+        r.finishReason = FinishReason.Length;
+        expectInvalid(r);
+        r = defaultResult(300, 0);
+        r.finishReason = FinishReason.Length;
+        expectInvalid(r);
+        r = defaultResult(300, 256);
+        r.finishReason = FinishReason.Length;
+        IJobEscrow.Settlement memory s = submitAs(executor, r);
+        vm.assertEq(
+            s.commitment,
+            Commitment.compute(
+                modelId,
+                1,
+                job.spec.sampling,
+                job.seed,
+                r.promptTokensHash,
+                keccak256(r.outputTokens),
+                FinishReason.Length
+            ),
+            "length commitment"
+        );
+    }
+
+    function test_submit_emptyOutputWithStop() public {
+        IJobEscrow.Settlement memory s = submitAs(executor, defaultResult(300, 0));
+        vm.assertEq(s.payment, expectedPayment(300, 0), "input only");
+    }
+
+    function test_submit_deadline() public {
+        vm.warp(job.spec.deadline + 1);
+        vm.prank(executor);
+        vm.expectRevert(abi.encodeWithSelector(IJobEscrow.DeadlinePassed.selector, job.spec.deadline));
+        escrow.submitResult(jobId, job, assignment, defaultResult(300, 10));
+        vm.warp(job.spec.deadline);
+        IJobEscrow.Settlement memory s = submitAs(executor, defaultResult(300, 10));
+        vm.assertEq(s.challengeEnd, job.spec.deadline + CHALLENGE_WINDOW, "at the deadline is still in time");
+    }
+
+    function test_submit_commitmentBindsEveryInput() public {
+        IJobEscrow.Result memory r = defaultResult(300, 10);
+        uint256 snap = vm.snapshotState();
+        bytes32 base = submitAs(executor, r).commitment;
+        vm.revertToState(snap);
+        r.promptTokensHash = keccak256("other prompt ids");
+        vm.assertNotEq(submitAs(executor, r).commitment, base, "prompt ids");
+        vm.revertToState(snap);
+        r = defaultResult(300, 10);
+        r.outputTokens[3] = 0x07;
+        vm.assertNotEq(submitAs(executor, r).commitment, base, "output ids");
+        vm.revertToState(snap);
+        r = defaultResult(300, 10);
+        r.output = "different text, same ids";
+        r.inputTokens = 301;
+        vm.assertEq(submitAs(executor, r).commitment, base, "text and count are not part of it");
+    }
+
+    function testFuzz_submit_paymentWithinEscrowAndSplitsExactly(
+        uint256 inputTokens,
+        uint256 outputCount,
+        uint256 inPrice,
+        uint256 outPrice,
+        uint256 maxIn,
+        uint256 maxOut
+    ) public {
+        IJobEscrow.JobSpec memory spec = defaultSpec();
+        spec.maxInputTokens = uint32(bound(maxIn, 1, 4_096));
+        spec.maxOutputTokens = uint32(bound(maxOut, 1, 1_024));
+        spec.maxInputPrice = uint64(bound(inPrice, 0, 1e12));
+        spec.maxOutputPrice = uint64(bound(outPrice, 1e6, 1e12));
+        // The executor's prices are at most the job's maxima.
+        uint64 pIn = uint64(bound(uint256(keccak256(abi.encode(inPrice))), 0, spec.maxInputPrice));
+        uint64 pOut = uint64(bound(uint256(keccak256(abi.encode(outPrice))), 0, spec.maxOutputPrice));
+        address exec = address(0xF00D);
+        setUpExecutor(exec, 1e27);
+        vm.prank(exec);
+        staking.setPrice(modelId, pIn, pOut);
+
+        (uint256 id, IJobEscrow.Job memory j) = post(spec);
+        IJobEscrow.Assignment memory a = accept(exec, id, j);
+        uint32 nIn = uint32(bound(inputTokens, 1, spec.maxInputTokens));
+        uint256 nOut = bound(outputCount, 0, spec.maxOutputTokens);
+        IJobEscrow.Settlement memory s = submit(id, j, a, defaultResult(nIn, nOut));
+
+        uint256 payment = (uint256(nIn) * pIn + nOut * pOut) / 1_000_000;
+        vm.assertEq(s.payment, payment, "payment formula");
+        vm.assertLe(s.payment, j.escrow, "payment <= escrow");
+
+        uint256 poolBefore = escrow.rewardPool();
+        uint256 reqBefore = escrow.credits(requester);
+        finalizeAfterWindow(id, s);
+        uint256 payout = escrow.credits(exec);
+        uint256 fee = escrow.rewardPool() - poolBefore;
+        uint256 refund = escrow.credits(requester) - reqBefore;
+        vm.assertEq(fee, payment * VALIDATOR_FEE_BPS / 10_000, "fee");
+        vm.assertEq(payout + fee, payment, "payout + fee = payment");
+        vm.assertEq(refund + payout + fee, j.escrow, "refund + payout + fee = escrow");
+        // setUp's accepted job is still held too.
+        vm.assertEq(token.balanceOf(address(escrow)), job.escrow + j.escrow, "escrow balance = liabilities");
+        vm.assertEq(stakeInfo(exec).locked, 0, "collateral released");
+    }
+}
+
+contract JobEscrowFinalizeTest is EscrowTestBase {
+    function test_finalize_creditsPoolRefundReleaseAndReputation() public {
+        (uint256 jobId, IJobEscrow.Job memory job, IJobEscrow.Settlement memory s) = submittedJob(300, 200);
+        uint256 fee = s.payment * VALIDATOR_FEE_BPS / 10_000;
+        vm.warp(s.challengeEnd);
+        vm.expectEmit(true, true, true, true, address(staking));
+        emit IStaking.CollateralReleased(executor, jobId, s.collateral);
+        vm.expectEmit(true, true, true, true, address(escrow));
+        emit IJobEscrow.JobFinalized(jobId, s.payment - fee, fee, job.escrow - s.payment);
+        vm.prank(stranger); // anyone may finalize
+        escrow.finalize(jobId, s);
+
+        vm.assertEq(escrow.credits(executor), s.payment - fee, "executor");
+        vm.assertEq(escrow.rewardPool(), fee, "pool");
+        vm.assertEq(escrow.credits(requester), job.escrow - s.payment, "refund");
+        vm.assertEq(escrow.credits(stranger), 0, "finalizer gets nothing");
+        vm.assertEq(stakeInfo(executor).locked, 0, "released");
+        vm.assertEq(stakeInfo(executor).staked, 1_000e6, "stake intact");
+        vm.assertEq(stakeInfo(executor).jobsCompleted, 1, "jobs completed");
+        assertStatus(jobId, IJobEscrow.JobStatus.Finalized, "finalized");
+    }
+
+    function test_finalize_fullPaymentMeansNoRefund() public {
+        IJobEscrow.JobSpec memory spec = defaultSpec();
+        spec.maxInputPrice = INPUT_PRICE;
+        spec.maxOutputPrice = OUTPUT_PRICE;
+        (uint256 jobId, IJobEscrow.Job memory job, IJobEscrow.Assignment memory a) = acceptedJob(spec);
+        IJobEscrow.Result memory r = defaultResult(512, 256);
+        r.finishReason = FinishReason.Length;
+        IJobEscrow.Settlement memory s = submit(jobId, job, a, r);
+        vm.assertEq(s.payment, job.escrow, "everything spent");
+        finalizeAfterWindow(jobId, s);
+        vm.assertEq(escrow.credits(requester), 0, "no refund");
+        vm.assertEq(escrow.credits(executor) + escrow.rewardPool(), job.escrow, "all to executor and pool");
+    }
+
+    function test_finalize_challengeWindowOpenReverts() public {
+        (uint256 jobId,, IJobEscrow.Settlement memory s) = submittedJob(300, 200);
+        vm.warp(s.challengeEnd - 1);
+        vm.expectRevert(abi.encodeWithSelector(IJobEscrow.ChallengeWindowOpen.selector, s.challengeEnd));
+        escrow.finalize(jobId, s);
+    }
+
+    function test_finalize_twiceReverts() public {
+        (uint256 jobId,, IJobEscrow.Settlement memory s) = submittedJob(300, 200);
+        finalizeAfterWindow(jobId, s);
+        uint256 credit = escrow.credits(executor);
+        vm.expectRevert(
+            abi.encodeWithSelector(IJobEscrow.WrongStatus.selector, jobId, IJobEscrow.JobStatus.Finalized)
+        );
+        escrow.finalize(jobId, s);
+        vm.assertEq(escrow.credits(executor), credit, "paid once");
+    }
+
+    function test_finalize_wrongSettlementReverts() public {
+        (uint256 jobId,, IJobEscrow.Settlement memory s) = submittedJob(300, 200);
+        vm.warp(s.disputeEnd + 1);
+        for (uint256 f = 0; f < SETTLEMENT_FIELDS; ++f) {
+            vm.expectRevert(abi.encodeWithSelector(IJobEscrow.TermsMismatch.selector, jobId));
+            escrow.finalize(jobId, tamperSettlement(s, f));
+        }
+    }
+
+    function test_finalize_cannotEndChallengeEarlyWithForgedEnd() public {
+        (uint256 jobId,, IJobEscrow.Settlement memory s) = submittedJob(300, 200);
+        IJobEscrow.Settlement memory forged = tamperSettlement(s, 6);
+        forged.challengeEnd = uint64(block.timestamp);
+        vm.expectRevert(abi.encodeWithSelector(IJobEscrow.TermsMismatch.selector, jobId));
+        escrow.finalize(jobId, forged);
+    }
+
+    function test_finalize_wrongStatusAndUnknown() public {
+        (uint256 jobId,, IJobEscrow.Settlement memory s) = submittedJob(300, 200);
+        (uint256 posted,) = post(defaultSpec());
+        vm.expectRevert(
+            abi.encodeWithSelector(IJobEscrow.WrongStatus.selector, posted, IJobEscrow.JobStatus.Posted)
+        );
+        escrow.finalize(posted, s);
+        vm.expectRevert(abi.encodeWithSelector(IJobEscrow.UnknownJob.selector, 1234));
+        escrow.finalize(1234, s);
+        vm.assertEq(jobId, 1, "first job");
+    }
+}
+
+contract JobEscrowExpireTest is EscrowTestBase {
+    function test_expire_refundsAndSeizesCollateral() public {
+        (uint256 jobId, IJobEscrow.Job memory job, IJobEscrow.Assignment memory a) =
+            acceptedJob(defaultSpec());
+        uint256 stakingBefore = token.balanceOf(address(staking));
+        vm.warp(job.spec.deadline + 1);
+        vm.expectEmit(true, true, true, true, address(staking));
+        emit IStaking.CollateralSeized(executor, jobId, a.collateral, IStaking.Fault.NoShow, address(escrow));
+        vm.expectEmit(true, true, true, true, address(escrow));
+        emit IJobEscrow.JobExpired(jobId, job.escrow, a.collateral);
+        vm.prank(stranger); // permissionless
+        escrow.expire(jobId, job, a);
+
+        vm.assertEq(escrow.credits(requester), job.escrow + a.collateral, "refund + seized collateral");
+        IStaking.StakeInfo memory info = stakeInfo(executor);
+        vm.assertEq(info.locked, 0, "locked reduced");
+        vm.assertEq(info.staked, 1_000e6 - a.collateral, "stake reduced by the collateral");
+        vm.assertEq(info.jobsExpired, 1, "reputation");
+        vm.assertEq(info.jobsCompleted, 0, "not completed");
+        vm.assertEq(token.balanceOf(address(staking)), stakingBefore - a.collateral, "left staking");
+        vm.assertEq(token.balanceOf(address(escrow)), job.escrow + a.collateral, "arrived in escrow");
+        assertStatus(jobId, IJobEscrow.JobStatus.Expired, "expired");
+
+        vm.prank(requester);
+        escrow.withdraw();
+        vm.assertEq(token.balanceOf(address(escrow)), 0, "all paid out");
+    }
+
+    function test_expire_beforeDeadlineReverts() public {
+        (uint256 jobId, IJobEscrow.Job memory job, IJobEscrow.Assignment memory a) =
+            acceptedJob(defaultSpec());
+        vm.warp(job.spec.deadline);
+        vm.expectRevert(abi.encodeWithSelector(IJobEscrow.DeadlineNotPassed.selector, job.spec.deadline));
+        escrow.expire(jobId, job, a);
+    }
+
+    function test_expire_twiceReverts() public {
+        (uint256 jobId, IJobEscrow.Job memory job, IJobEscrow.Assignment memory a) =
+            acceptedJob(defaultSpec());
+        vm.warp(job.spec.deadline + 1);
+        escrow.expire(jobId, job, a);
+        vm.expectRevert(
+            abi.encodeWithSelector(IJobEscrow.WrongStatus.selector, jobId, IJobEscrow.JobStatus.Expired)
+        );
+        escrow.expire(jobId, job, a);
+        vm.assertEq(escrow.credits(requester), job.escrow + a.collateral, "once");
+    }
+
+    function test_expire_wrongStatusOrTermsReverts() public {
+        (uint256 posted, IJobEscrow.Job memory postedJob) = post(defaultSpec());
+        (uint256 jobId, IJobEscrow.Job memory job, IJobEscrow.Assignment memory a) =
+            acceptedJob(defaultSpec());
+        vm.warp(job.spec.deadline + 1);
+        vm.expectRevert(
+            abi.encodeWithSelector(IJobEscrow.WrongStatus.selector, posted, IJobEscrow.JobStatus.Posted)
+        );
+        escrow.expire(posted, postedJob, a);
+        for (uint256 f = 0; f < ASSIGNMENT_FIELDS; ++f) {
+            vm.expectRevert(abi.encodeWithSelector(IJobEscrow.TermsMismatch.selector, jobId));
+            escrow.expire(jobId, job, tamperAssignment(a, f));
+        }
+        for (uint256 f = 0; f < JOB_FIELDS; ++f) {
+            vm.expectRevert(abi.encodeWithSelector(IJobEscrow.TermsMismatch.selector, jobId));
+            escrow.expire(jobId, tamperJob(job, f), a);
+        }
+    }
+
+    function test_expire_submittedJobCannotExpire() public {
+        (uint256 jobId, IJobEscrow.Job memory job, IJobEscrow.Assignment memory a) =
+            acceptedJob(defaultSpec());
+        submit(jobId, job, a, defaultResult(10, 10));
+        vm.warp(job.spec.deadline + 1);
+        vm.expectRevert(
+            abi.encodeWithSelector(IJobEscrow.WrongStatus.selector, jobId, IJobEscrow.JobStatus.Submitted)
+        );
+        escrow.expire(jobId, job, a);
+    }
+
+    /// @notice A job so small that its collateral rounds to zero still counts against the executor's
+    /// reputation when it expires.
+    function test_expire_zeroCollateralStillCountsAsExpired() public {
+        IJobEscrow.JobSpec memory spec = defaultSpec();
+        spec.maxInputTokens = 1;
+        spec.maxOutputTokens = 1;
+        spec.maxInputPrice = INPUT_PRICE;
+        spec.maxOutputPrice = 1_000_000; // escrow (1e5 + 1e6) / 1e6 = 1; collateral 1 * 5000 / 10000 = 0
+        vm.prank(governance);
+        escrow.setParameters(CHALLENGE_WINDOW, DISPUTE_WINDOW, MAX_JOB_DURATION, VALIDATOR_FEE_BPS, 5_000);
+        (uint256 jobId, IJobEscrow.Job memory job, IJobEscrow.Assignment memory a) = acceptedJob(spec);
+        vm.assertEq(job.escrow, 1, "escrow 1");
+        vm.assertEq(a.collateral, 0, "collateral rounds to 0");
+        vm.warp(job.spec.deadline + 1);
+        escrow.expire(jobId, job, a);
+        vm.assertEq(escrow.credits(requester), 1, "refund");
+        vm.assertEq(stakeInfo(executor).jobsExpired, 1, "a no-show is a no-show");
+    }
+
+    function testFuzz_expire_refundsExactly(uint256 maxOut, uint256 outPrice, uint256 late) public {
+        IJobEscrow.JobSpec memory spec = defaultSpec();
+        spec.maxOutputTokens = uint32(bound(maxOut, 1, 4_096));
+        spec.maxOutputPrice = uint64(bound(outPrice, OUTPUT_PRICE, 1e11));
+        uint256 before = token.balanceOf(requester);
+        (uint256 jobId, IJobEscrow.Job memory job, IJobEscrow.Assignment memory a) = acceptedJob(spec);
+        vm.assertEq(a.collateral, job.escrow * COLLATERAL_BPS / 10_000, "collateral");
+        vm.warp(job.spec.deadline + bound(late, 1, 365 days));
+        escrow.expire(jobId, job, a);
+        vm.prank(requester);
+        escrow.withdraw();
+        vm.assertEq(token.balanceOf(requester), before + a.collateral, "escrow back plus the collateral");
+        vm.assertEq(
+            stakeInfo(executor).staked, 1_000e6 - a.collateral, "executor lost exactly the collateral"
+        );
+        vm.assertEq(token.balanceOf(address(escrow)), 0, "nothing left behind");
+    }
+}
+
+contract JobEscrowWithdrawTest is EscrowTestBase {
+    function test_withdraw_nothingReverts() public {
+        vm.prank(stranger);
+        vm.expectRevert(IJobEscrow.NothingToWithdraw.selector);
+        escrow.withdraw();
+    }
+
+    function test_withdraw_paysCreditOnce() public {
+        (uint256 jobId,, IJobEscrow.Settlement memory s) = submittedJob(300, 200);
+        finalizeAfterWindow(jobId, s);
+        uint256 credit = escrow.credits(executor);
+        vm.assertGt(credit, 0, "has credit");
+        uint256 escrowBefore = token.balanceOf(address(escrow));
+        vm.expectEmit(true, true, true, true, address(escrow));
+        emit IJobEscrow.Withdrawn(executor, credit);
+        vm.prank(executor);
+        escrow.withdraw();
+        vm.assertEq(token.balanceOf(executor), credit, "paid");
+        vm.assertEq(token.balanceOf(address(escrow)), escrowBefore - credit, "left escrow");
+        vm.assertEq(escrow.credits(executor), 0, "zeroed");
+        vm.prank(executor);
+        vm.expectRevert(IJobEscrow.NothingToWithdraw.selector);
+        escrow.withdraw();
+    }
+}
+
+contract JobEscrowDisputeHookTest is EscrowTestBase {
+    MockDisputes internal disputes;
+
+    function setUp() public override {
+        super.setUp();
+        disputes = new MockDisputes(escrow, staking);
+        wireDisputes(address(disputes));
+    }
+
+    function test_wiring() public view {
+        vm.assertEq(escrow.disputes(), address(disputes), "escrow wired");
+        vm.assertEq(staking.disputes(), address(disputes), "staking wired");
+    }
+
+    function test_onlyDisputes() public {
+        (uint256 jobId,, IJobEscrow.Settlement memory s) = submittedJob(300, 200);
+        address[4] memory callers = [stranger, governance, executor, requester];
+        for (uint256 i = 0; i < callers.length; ++i) {
+            vm.startPrank(callers[i]);
+            vm.expectRevert(abi.encodeWithSelector(IJobEscrow.Unauthorized.selector, callers[i]));
+            escrow.freeze(jobId, s);
+            vm.expectRevert(abi.encodeWithSelector(IJobEscrow.Unauthorized.selector, callers[i]));
+            escrow.resolve(jobId, s, true);
+            vm.expectRevert(abi.encodeWithSelector(IJobEscrow.Unauthorized.selector, callers[i]));
+            escrow.payReward(callers[i], 0);
+            vm.stopPrank();
+        }
+    }
+
+    function test_hooksUnwiredRejectEveryone() public {
+        // A fresh escrow whose dispute contract is not wired: the zero address never passes.
+        JobEscrow fresh = new JobEscrow(
+            IERC20(address(token)),
+            staking,
+            registry,
+            governance,
+            CHALLENGE_WINDOW,
+            DISPUTE_WINDOW,
+            MAX_JOB_DURATION,
+            VALIDATOR_FEE_BPS,
+            COLLATERAL_BPS
+        );
+        vm.assertEq(fresh.disputes(), address(0), "unwired");
+        vm.expectRevert(abi.encodeWithSelector(IJobEscrow.Unauthorized.selector, address(this)));
+        fresh.payReward(address(this), 0);
+        vm.prank(address(0));
+        vm.expectRevert(abi.encodeWithSelector(IJobEscrow.Unauthorized.selector, address(0)));
+        fresh.payReward(address(this), 0);
+    }
+
+    function test_freeze_insideWindow() public {
+        (uint256 jobId,, IJobEscrow.Settlement memory s) = submittedJob(300, 200);
+        vm.warp(s.challengeEnd - 1);
+        vm.expectEmit(true, true, true, true, address(escrow));
+        emit IJobEscrow.JobDisputed(jobId);
+        disputes.freeze(jobId, s);
+        assertStatus(jobId, IJobEscrow.JobStatus.Disputed, "disputed");
+        // A frozen job cannot be finalized at challenge end.
+        vm.warp(s.challengeEnd);
+        vm.expectRevert(abi.encodeWithSelector(IJobEscrow.DisputeWindowOpen.selector, s.disputeEnd));
+        escrow.finalize(jobId, s);
+    }
+
+    function test_freeze_outsideWindowReverts() public {
+        (uint256 jobId,, IJobEscrow.Settlement memory s) = submittedJob(300, 200);
+        vm.warp(s.challengeEnd);
+        vm.expectRevert(abi.encodeWithSelector(IJobEscrow.ChallengeWindowClosed.selector, s.challengeEnd));
+        disputes.freeze(jobId, s);
+    }
+
+    function test_freeze_wrongStatusOrTerms() public {
+        (uint256 jobId,, IJobEscrow.Settlement memory s) = submittedJob(300, 200);
+        for (uint256 f = 0; f < SETTLEMENT_FIELDS; ++f) {
+            vm.expectRevert(abi.encodeWithSelector(IJobEscrow.TermsMismatch.selector, jobId));
+            disputes.freeze(jobId, tamperSettlement(s, f));
+        }
+        disputes.freeze(jobId, s);
+        vm.expectRevert(
+            abi.encodeWithSelector(IJobEscrow.WrongStatus.selector, jobId, IJobEscrow.JobStatus.Disputed)
+        );
+        disputes.freeze(jobId, s);
+        (uint256 posted,) = post(defaultSpec());
+        vm.expectRevert(
+            abi.encodeWithSelector(IJobEscrow.WrongStatus.selector, posted, IJobEscrow.JobStatus.Posted)
+        );
+        disputes.freeze(posted, s);
+    }
+
+    function test_resolve_faulty() public {
+        (uint256 jobId, IJobEscrow.Job memory job, IJobEscrow.Settlement memory s) = submittedJob(300, 200);
+        disputes.freeze(jobId, s);
+        vm.expectEmit(true, true, true, true, address(staking));
+        emit IStaking.CollateralSeized(
+            executor, jobId, s.collateral, IStaking.Fault.DisputeLost, address(disputes)
+        );
+        vm.expectEmit(true, true, true, true, address(escrow));
+        emit IJobEscrow.JobRejected(jobId, job.escrow, s.collateral);
+        disputes.resolve(jobId, s, true);
+
+        vm.assertEq(escrow.credits(requester), job.escrow, "full refund");
+        vm.assertEq(escrow.credits(executor), 0, "executor unpaid");
+        vm.assertEq(escrow.rewardPool(), 0, "no fee");
+        vm.assertEq(token.balanceOf(address(disputes)), s.collateral, "collateral to disputes");
+        vm.assertEq(token.balanceOf(address(escrow)), job.escrow, "escrow holds only the refund");
+        IStaking.StakeInfo memory info = stakeInfo(executor);
+        vm.assertEq(info.staked, 1_000e6 - s.collateral, "stake cut");
+        vm.assertEq(info.locked, 0, "unlocked");
+        vm.assertEq(info.jobsExpired, 0, "not a no-show");
+        vm.assertEq(info.jobsCompleted, 0, "not completed");
+        vm.assertEq(staking.executorProfile(executor).disputesLost, 1, "disputes lost");
+        assertStatus(jobId, IJobEscrow.JobStatus.Rejected, "rejected");
+
+        vm.warp(s.disputeEnd);
+        vm.expectRevert(
+            abi.encodeWithSelector(IJobEscrow.WrongStatus.selector, jobId, IJobEscrow.JobStatus.Rejected)
+        );
+        escrow.finalize(jobId, s);
+        vm.expectRevert(
+            abi.encodeWithSelector(IJobEscrow.WrongStatus.selector, jobId, IJobEscrow.JobStatus.Rejected)
+        );
+        disputes.resolve(jobId, s, false);
+    }
+
+    function test_resolve_honestPaysAsFinalize() public {
+        (uint256 jobId, IJobEscrow.Job memory job, IJobEscrow.Settlement memory s) = submittedJob(300, 200);
+        disputes.freeze(jobId, s);
+        uint256 fee = s.payment * VALIDATOR_FEE_BPS / 10_000;
+        vm.expectEmit(true, true, true, true, address(escrow));
+        emit IJobEscrow.JobFinalized(jobId, s.payment - fee, fee, job.escrow - s.payment);
+        disputes.resolve(jobId, s, false);
+        vm.assertEq(escrow.credits(executor), s.payment - fee, "executor");
+        vm.assertEq(escrow.rewardPool(), fee, "pool");
+        vm.assertEq(escrow.credits(requester), job.escrow - s.payment, "refund");
+        vm.assertEq(stakeInfo(executor).locked, 0, "released");
+        vm.assertEq(stakeInfo(executor).jobsCompleted, 1, "completed");
+        vm.assertEq(staking.executorProfile(executor).disputesLost, 0, "no dispute lost");
+        assertStatus(jobId, IJobEscrow.JobStatus.Finalized, "finalized");
+    }
+
+    function test_resolve_onlyDisputedJobs() public {
+        (uint256 jobId,, IJobEscrow.Settlement memory s) = submittedJob(300, 200);
+        vm.expectRevert(
+            abi.encodeWithSelector(IJobEscrow.WrongStatus.selector, jobId, IJobEscrow.JobStatus.Submitted)
+        );
+        disputes.resolve(jobId, s, true);
+        disputes.freeze(jobId, s);
+        for (uint256 f = 0; f < SETTLEMENT_FIELDS; ++f) {
+            vm.expectRevert(abi.encodeWithSelector(IJobEscrow.TermsMismatch.selector, jobId));
+            disputes.resolve(jobId, tamperSettlement(s, f), true);
+        }
+    }
+
+    function test_unresolvedDisputeFinalizesAfterDisputeEnd() public {
+        (uint256 jobId, IJobEscrow.Job memory job, IJobEscrow.Settlement memory s) = submittedJob(300, 200);
+        disputes.freeze(jobId, s);
+        vm.warp(s.disputeEnd - 1);
+        vm.expectRevert(abi.encodeWithSelector(IJobEscrow.DisputeWindowOpen.selector, s.disputeEnd));
+        escrow.finalize(jobId, s);
+        vm.warp(s.disputeEnd);
+        escrow.finalize(jobId, s);
+        uint256 fee = s.payment * VALIDATOR_FEE_BPS / 10_000;
+        vm.assertEq(escrow.credits(executor), s.payment - fee, "paid as honest");
+        vm.assertEq(escrow.credits(requester), job.escrow - s.payment, "refund");
+        assertStatus(jobId, IJobEscrow.JobStatus.Finalized, "finalized");
+        // The late dispute contract can no longer resolve it.
+        vm.expectRevert(
+            abi.encodeWithSelector(IJobEscrow.WrongStatus.selector, jobId, IJobEscrow.JobStatus.Finalized)
+        );
+        disputes.resolve(jobId, s, true);
+    }
+
+    function test_payReward() public {
+        (uint256 jobId,, IJobEscrow.Settlement memory s) = submittedJob(300, 200);
+        finalizeAfterWindow(jobId, s);
+        uint256 pool = escrow.rewardPool();
+        vm.assertGt(pool, 0, "pool funded");
+        vm.expectEmit(true, true, true, true, address(escrow));
+        emit IJobEscrow.RewardPaid(stranger, pool - 1);
+        disputes.payReward(stranger, pool - 1);
+        vm.assertEq(escrow.rewardPool(), 1, "pool reduced");
+        vm.assertEq(escrow.credits(stranger), pool - 1, "credited");
+        // More than the pool underflows.
+        vm.expectRevert(abi.encodeWithSignature("Panic(uint256)", 0x11));
+        disputes.payReward(stranger, 2);
+    }
+}
