@@ -123,9 +123,12 @@ contract JobEscrow is IJobEscrow, Ownable2Step, ReentrancyGuardTransient {
             samplerVersion: model.samplerVersion,
             minExecutorStake: model.minExecutorStake,
             validatorFeeBps: _validatorFeeBps,
+            collateralBps: _collateralBps,
+            challengeWindow: _challengeWindow,
+            disputeWindow: _disputeWindow,
             escrow: escrow
         });
-        _jobs[jobId] = JobRecord(_digest(abi.encode(job)), JobStatus.Posted);
+        _jobs[jobId] = JobRecord(bytes31(keccak256(abi.encode(job))), JobStatus.Posted);
 
         token.pullExact(msg.sender, escrow);
         emit JobPosted(jobId, msg.sender, spec.modelId, job, prompt);
@@ -133,7 +136,7 @@ contract JobEscrow is IJobEscrow, Ownable2Step, ReentrancyGuardTransient {
 
     /// @inheritdoc IJobEscrow
     function cancelJob(uint256 jobId, Job calldata job) external nonReentrant {
-        _enter(jobId, JobStatus.Posted, abi.encode(job), JobStatus.Cancelled);
+        _enter(jobId, JobStatus.Posted, _hash(job), JobStatus.Cancelled);
         if (msg.sender != job.requester) revert NotRequester(msg.sender);
         credits[job.requester] += job.escrow;
         emit JobCancelled(jobId, job.escrow);
@@ -147,13 +150,14 @@ contract JobEscrow is IJobEscrow, Ownable2Step, ReentrancyGuardTransient {
         nonReentrant
         returns (Assignment memory assignment)
     {
-        JobRecord storage record = _check(jobId, JobStatus.Posted, abi.encode(job));
+        bytes32 jobHash = _hash(job);
+        JobRecord storage record = _check(jobId, JobStatus.Posted, jobHash);
         if (block.timestamp >= job.spec.deadline) revert DeadlinePassed(job.spec.deadline);
         if (job.spec.executor != address(0) && job.spec.executor != msg.sender) {
             revert NotDesignatedExecutor(msg.sender);
         }
 
-        uint256 collateral = job.escrow * _collateralBps / BPS;
+        uint256 collateral = job.escrow * job.collateralBps / BPS;
         IStaking.Price memory price =
             staking.lockForJob(msg.sender, jobId, job.spec.modelId, job.minExecutorStake, collateral);
         if (
@@ -163,7 +167,7 @@ contract JobEscrow is IJobEscrow, Ownable2Step, ReentrancyGuardTransient {
         }
 
         assignment = Assignment(msg.sender, price.inputPerMillion, price.outputPerMillion, collateral);
-        record.digest = _digest(abi.encode(job, assignment));
+        record.digest = bytes31(keccak256(abi.encode(jobHash, assignment)));
         record.status = JobStatus.Accepted;
         emit JobAccepted(jobId, msg.sender, assignment);
     }
@@ -175,7 +179,7 @@ contract JobEscrow is IJobEscrow, Ownable2Step, ReentrancyGuardTransient {
         Assignment calldata assignment,
         Result calldata result
     ) external nonReentrant returns (Settlement memory settlement) {
-        JobRecord storage record = _check(jobId, JobStatus.Accepted, abi.encode(job, assignment));
+        JobRecord storage record = _check(jobId, JobStatus.Accepted, _hash(job, assignment));
         if (msg.sender != assignment.executor) revert NotBoundExecutor(msg.sender);
         if (block.timestamp > job.spec.deadline) revert DeadlinePassed(job.spec.deadline);
 
@@ -192,7 +196,7 @@ contract JobEscrow is IJobEscrow, Ownable2Step, ReentrancyGuardTransient {
                     * uint256(assignment.inputPrice)
                     + outputCount
                     * uint256(assignment.outputPrice)) / PRICE_UNIT;
-        uint64 challengeEnd = block.timestamp.toUint64() + _challengeWindow;
+        uint64 challengeEnd = block.timestamp.toUint64() + job.challengeWindow;
         settlement = Settlement({
             requester: job.requester,
             executor: assignment.executor,
@@ -210,9 +214,9 @@ contract JobEscrow is IJobEscrow, Ownable2Step, ReentrancyGuardTransient {
                 result.finishReason
             ),
             challengeEnd: challengeEnd,
-            disputeEnd: challengeEnd + _disputeWindow
+            disputeEnd: challengeEnd + job.disputeWindow
         });
-        record.digest = _digest(abi.encode(settlement));
+        record.digest = bytes31(keccak256(abi.encode(settlement)));
         record.status = JobStatus.Submitted;
 
         emit ResultSubmitted(
@@ -220,7 +224,6 @@ contract JobEscrow is IJobEscrow, Ownable2Step, ReentrancyGuardTransient {
             msg.sender,
             settlement,
             result.inputTokens,
-            outputCount.toUint32(),
             result.finishReason,
             result.promptTokensHash,
             result.outputTokens,
@@ -262,13 +265,13 @@ contract JobEscrow is IJobEscrow, Ownable2Step, ReentrancyGuardTransient {
         } else {
             revert WrongStatus(jobId, status);
         }
-        _enter(jobId, status, abi.encode(settlement), JobStatus.Finalized);
+        _enter(jobId, status, _hash(settlement), JobStatus.Finalized);
         _pay(jobId, settlement);
     }
 
     /// @inheritdoc IJobEscrow
     function expire(uint256 jobId, Job calldata job, Assignment calldata assignment) external nonReentrant {
-        _enter(jobId, JobStatus.Accepted, abi.encode(job, assignment), JobStatus.Expired);
+        _enter(jobId, JobStatus.Accepted, _hash(job, assignment), JobStatus.Expired);
         if (block.timestamp <= job.spec.deadline) revert DeadlineNotPassed(job.spec.deadline);
 
         credits[job.requester] += job.escrow;
@@ -291,7 +294,7 @@ contract JobEscrow is IJobEscrow, Ownable2Step, ReentrancyGuardTransient {
 
     /// @inheritdoc IJobEscrow
     function freeze(uint256 jobId, Settlement calldata settlement) external onlyDisputes nonReentrant {
-        _enter(jobId, JobStatus.Submitted, abi.encode(settlement), JobStatus.Disputed);
+        _enter(jobId, JobStatus.Submitted, _hash(settlement), JobStatus.Disputed);
         if (block.timestamp >= settlement.challengeEnd) {
             revert ChallengeWindowClosed(settlement.challengeEnd);
         }
@@ -305,11 +308,11 @@ contract JobEscrow is IJobEscrow, Ownable2Step, ReentrancyGuardTransient {
         nonReentrant
     {
         if (!executorFaulty) {
-            _enter(jobId, JobStatus.Disputed, abi.encode(settlement), JobStatus.Finalized);
+            _enter(jobId, JobStatus.Disputed, _hash(settlement), JobStatus.Finalized);
             _pay(jobId, settlement);
             return;
         }
-        _enter(jobId, JobStatus.Disputed, abi.encode(settlement), JobStatus.Rejected);
+        _enter(jobId, JobStatus.Disputed, _hash(settlement), JobStatus.Rejected);
         credits[settlement.requester] += settlement.escrow;
         _seize(jobId, settlement.executor, settlement.collateral, IStaking.Fault.DisputeLost, disputes);
         emit JobRejected(jobId, settlement.escrow, settlement.collateral);
@@ -406,10 +409,9 @@ contract JobEscrow is IJobEscrow, Ownable2Step, ReentrancyGuardTransient {
                 || validatorFeeBps_ > MAX_VALIDATOR_FEE_BPS || collateralBps_ < MIN_COLLATERAL_BPS
                 || collateralBps_ > MAX_COLLATERAL_BPS
         ) revert ParameterOutOfBounds();
-        // The bounds above keep every window far below 2^32 seconds.
-        _challengeWindow = uint32(challengeWindow_);
-        _disputeWindow = uint32(disputeWindow_);
-        _maxJobDuration = uint32(maxJobDuration_);
+        _challengeWindow = uint256(challengeWindow_).toUint32();
+        _disputeWindow = uint256(disputeWindow_).toUint32();
+        _maxJobDuration = uint256(maxJobDuration_).toUint32();
         _validatorFeeBps = validatorFeeBps_;
         _collateralBps = collateralBps_;
         emit ParametersSet(
@@ -426,7 +428,7 @@ contract JobEscrow is IJobEscrow, Ownable2Step, ReentrancyGuardTransient {
         rewardPool += fee;
         if (refund != 0) credits[s.requester] += refund;
         staking.releaseCollateral(s.executor, jobId, s.collateral);
-        emit JobFinalized(jobId, payout, fee, refund);
+        emit JobFinalized(jobId);
     }
 
     /// @dev Seizes collateral from staking into `to`, returning what arrived here when `to` is this contract.
@@ -451,23 +453,34 @@ contract JobEscrow is IJobEscrow, Ownable2Step, ReentrancyGuardTransient {
         if (record.status == JobStatus.None) revert UnknownJob(jobId);
     }
 
-    /// @dev Checks the job's status and that `terms` hash to its digest.
-    function _check(uint256 jobId, JobStatus expected, bytes memory terms)
+    /// @dev Checks the job's status and that the hash of the terms passed in matches its digest.
+    function _check(uint256 jobId, JobStatus expected, bytes32 termsHash)
         private
         view
         returns (JobRecord storage record)
     {
         record = _record(jobId);
         if (record.status != expected) revert WrongStatus(jobId, record.status);
-        if (record.digest != _digest(terms)) revert TermsMismatch(jobId);
+        if (record.digest != bytes31(termsHash)) revert TermsMismatch(jobId);
     }
 
     /// @dev `_check`, then moves the job to the terminal or next `status` (effects before interactions).
-    function _enter(uint256 jobId, JobStatus expected, bytes memory terms, JobStatus status) private {
-        _check(jobId, expected, terms).status = status;
+    function _enter(uint256 jobId, JobStatus expected, bytes32 termsHash, JobStatus status) private {
+        _check(jobId, expected, termsHash).status = status;
     }
 
-    function _digest(bytes memory terms) private pure returns (bytes31) {
-        return bytes31(keccak256(terms));
+    /// @dev Digest of a posted job's terms.
+    function _hash(Job calldata job) private pure returns (bytes32) {
+        return keccak256(abi.encode(job));
+    }
+
+    /// @dev Digest of an accepted job: chained on the posted digest, so accepting re-hashes only the assignment.
+    function _hash(Job calldata job, Assignment calldata assignment) private pure returns (bytes32) {
+        return keccak256(abi.encode(_hash(job), assignment));
+    }
+
+    /// @dev Digest of a submitted job.
+    function _hash(Settlement calldata settlement) private pure returns (bytes32) {
+        return keccak256(abi.encode(settlement));
     }
 }

@@ -123,11 +123,15 @@ contract Staking is IStaking, Ownable2Step, ReentrancyGuardTransient {
     /// @inheritdoc IStaking
     function lockForJob(
         address executor,
-        uint256 jobId,
+        uint256, /* jobId */
         bytes32 modelId,
         uint256 minStake,
         uint256 collateral
-    ) external only(jobEscrow) returns (Price memory price) {
+    )
+        external
+        only(jobEscrow)
+        returns (Price memory price)
+    {
         price = _prices[executor][modelId];
         if (!price.active) revert NotServing(executor, modelId);
         StakeInfo storage info = _stakes[executor][Role.Executor];
@@ -136,15 +140,21 @@ contract Staking is IStaking, Ownable2Step, ReentrancyGuardTransient {
         uint256 free = staked - info.locked;
         if (collateral > free) revert InsufficientFreeStake(free, collateral);
         info.locked += collateral.toUint96();
-        emit CollateralLocked(executor, jobId, collateral);
     }
 
     /// @inheritdoc IStaking
-    function releaseCollateral(address executor, uint256 jobId, uint256 amount) external only(jobEscrow) {
+    function releaseCollateral(
+        address executor,
+        uint256,
+        /* jobId */
+        uint256 amount
+    )
+        external
+        only(jobEscrow)
+    {
         StakeInfo storage info = _stakes[executor][Role.Executor];
         info.locked -= amount.toUint96();
         info.jobsCompleted += 1;
-        emit CollateralReleased(executor, jobId, amount);
     }
 
     /// @inheritdoc IStaking

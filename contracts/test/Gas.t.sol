@@ -5,11 +5,12 @@ import {vm} from "./utils/Vm.sol";
 import {Base} from "./utils/Base.sol";
 import {IJobEscrow} from "../src/interfaces/IJobEscrow.sol";
 
-/// @notice Execution gas of each lifecycle step, in steady state (a requester and an executor that
-/// have used the market before). The figures are written to snapshots/GasTest.json by
+/// @notice Gas of each lifecycle step as a transaction (isolation mode: cold storage, the 21,000 base
+/// cost and calldata included), in steady state (a requester and an executor that have used the
+/// market before). The figures are written to snapshots/GasTest.json by
 /// `snapshotGasLastCall`; CI runs `FORGE_SNAPSHOT_CHECK=true forge test --match-contract GasTest`,
-/// which fails when any of them drifts from the committed file. Whole-transaction figures (base cost
-/// and calldata included) come from scripts/bench-gas against a real anvil.
+/// which fails when any of them drifts from the committed file. scripts/bench-gas measures the same
+/// steps from real receipts on anvil and splits off the calldata.
 contract GasTest is Base {
     function setUp() public override {
         super.setUp();
@@ -18,6 +19,8 @@ contract GasTest is Base {
         finalizeAfterWindow(jobId, s);
     }
 
+    /// forge-config: default.isolate = true
+    /// forge-config: ci.isolate = true
     function test_gas_lifecycle() public {
         IJobEscrow.JobSpec memory spec = defaultSpec();
         spec.deadline = uint64(block.timestamp + 1 hours);
@@ -43,10 +46,14 @@ contract GasTest is Base {
         escrow.withdraw();
         vm.snapshotGasLastCall("withdraw");
 
-        vm.snapshotValue("lifecycle_execution", postGas + acceptGas + submitGas + finalizeGas);
+        vm.snapshotValue(
+            "lifecycle_post_accept_submit_finalize", postGas + acceptGas + submitGas + finalizeGas
+        );
         vm.assertEq(uint256(escrow.jobStatus(jobId)), uint256(IJobEscrow.JobStatus.Finalized), "finalized");
     }
 
+    /// forge-config: default.isolate = true
+    /// forge-config: ci.isolate = true
     function test_gas_cancel() public {
         (uint256 jobId, IJobEscrow.Job memory job) = post(defaultSpec());
         vm.prank(requester);
@@ -55,6 +62,8 @@ contract GasTest is Base {
         vm.assertEq(uint256(escrow.jobStatus(jobId)), uint256(IJobEscrow.JobStatus.Cancelled), "cancelled");
     }
 
+    /// forge-config: default.isolate = true
+    /// forge-config: ci.isolate = true
     function test_gas_expire() public {
         (uint256 jobId, IJobEscrow.Job memory job) = post(defaultSpec());
         IJobEscrow.Assignment memory assignment = accept(executor, jobId, job);

@@ -11,8 +11,8 @@ import {SamplingParams, FinishReason} from "../libraries/Commitment.sol";
 ///
 /// @dev Gas design: a job occupies one storage slot, a 31-byte digest of its terms plus its status.
 /// Each step takes the terms it needs as calldata (emitted by the previous step's event) and checks
-/// them against the digest, then moves the digest on: `Job` at posting, `Job`+`Assignment` once
-/// accepted, `Settlement` once the result is in.
+/// them against the digest, then moves the digest on: H(Job) at posting, H(H(Job), Assignment) once
+/// accepted, H(Settlement) once the result is in.
 interface IJobEscrow {
     enum JobStatus {
         None,
@@ -53,7 +53,8 @@ interface IJobEscrow {
     /// @notice A job's terms as fixed at posting (emitted in `JobPosted`).
     /// @param seed Sampling seed, derived from the job id and the previous block hash at posting.
     /// @param samplerVersion, minExecutorStake Snapshots of the model's terms at posting.
-    /// @param validatorFeeBps Snapshot of the market's validator fee at posting.
+    /// @param validatorFeeBps, collateralBps, challengeWindow, disputeWindow Snapshots of the market
+    /// parameters at posting: governance changes never touch a posted job.
     /// @param escrow The maximum cost, held in escrow.
     struct Job {
         JobSpec spec;
@@ -63,6 +64,9 @@ interface IJobEscrow {
         uint32 samplerVersion;
         uint96 minExecutorStake;
         uint16 validatorFeeBps;
+        uint16 collateralBps;
+        uint32 challengeWindow;
+        uint32 disputeWindow;
         uint256 escrow;
     }
 
@@ -138,14 +142,15 @@ interface IJobEscrow {
         address indexed executor,
         Settlement settlement,
         uint32 inputTokens,
-        uint32 outputTokenCount,
         FinishReason finishReason,
         bytes32 promptTokensHash,
         bytes outputTokens,
         bytes output
     );
     event CallbackFailed(uint256 indexed jobId, address indexed callback);
-    event JobFinalized(uint256 indexed jobId, uint256 executorPayout, uint256 validatorFee, uint256 refund);
+    /// @notice Emitted when a job settled with payment. The amounts follow from its `Settlement`: the executor
+    /// is credited `payment - validatorFee`, the reward pool `validatorFee`, the requester `escrow - payment`.
+    event JobFinalized(uint256 indexed jobId);
     event JobCancelled(uint256 indexed jobId, uint256 refund);
     event JobExpired(uint256 indexed jobId, uint256 refund, uint256 collateralSeized);
     event JobDisputed(uint256 indexed jobId);

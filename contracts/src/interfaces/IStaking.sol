@@ -76,8 +76,6 @@ interface IStaking {
         address indexed executor, bytes32 indexed modelId, uint64 inputPerMillion, uint64 outputPerMillion
     );
     event ModelRemoved(address indexed executor, bytes32 indexed modelId);
-    event CollateralLocked(address indexed executor, uint256 indexed jobId, uint256 amount);
-    event CollateralReleased(address indexed executor, uint256 indexed jobId, uint256 amount);
     event CollateralSeized(
         address indexed executor, uint256 indexed jobId, uint256 amount, Fault fault, address to
     );
@@ -112,7 +110,8 @@ interface IStaking {
     // ---------------------------------------------------------------- protocol contracts
 
     /// @notice Checks that `executor` may take a job for `modelId` and locks `collateral` of its stake.
-    /// Only the job escrow.
+    /// Only the job escrow. Emits nothing: the escrow's `JobAccepted` carries the collateral, and
+    /// locking is on every job's hot path.
     /// @return price The executor's prices for the model, which the job is then bound to.
     function lockForJob(
         address executor,
@@ -123,6 +122,7 @@ interface IStaking {
     ) external returns (Price memory price);
 
     /// @notice Unlocks a finished job's collateral and counts the job as completed. Only the job escrow.
+    /// Emits nothing: the escrow's `JobFinalized` marks the release.
     function releaseCollateral(address executor, uint256 jobId, uint256 amount) external;
 
     /// @notice Takes a job's locked collateral and sends it to `to`. Only the job escrow.
