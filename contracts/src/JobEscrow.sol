@@ -137,7 +137,11 @@ contract JobEscrow is IJobEscrow, Ownable2Step, ReentrancyGuardTransient {
     /// @inheritdoc IJobEscrow
     function cancelJob(uint256 jobId, Job calldata job) external nonReentrant {
         _enter(jobId, JobStatus.Posted, _hash(job), JobStatus.Cancelled);
-        if (msg.sender != job.requester) revert NotRequester(msg.sender);
+        // Before its deadline only the requester may withdraw a job; after it nobody can accept it any
+        // more, so anyone may close it and the escrow goes back to the requester.
+        if (msg.sender != job.requester && block.timestamp < job.spec.deadline) {
+            revert NotRequester(msg.sender);
+        }
         credits[job.requester] += job.escrow;
         emit JobCancelled(jobId, job.escrow);
     }

@@ -372,6 +372,22 @@ contract JobEscrowCancelTest is EscrowTestBase {
         assertStatus(jobId, IJobEscrow.JobStatus.Posted, "still posted");
     }
 
+    function test_cancel_anyoneAfterDeadline_refundsRequester() public {
+        (uint256 jobId, IJobEscrow.Job memory job) = post(defaultSpec());
+        vm.warp(job.spec.deadline - 1);
+        vm.prank(stranger);
+        vm.expectRevert(abi.encodeWithSelector(IJobEscrow.NotRequester.selector, stranger));
+        escrow.cancelJob(jobId, job);
+
+        // From the deadline on the job can no longer be accepted, so anyone may close it.
+        vm.warp(job.spec.deadline);
+        vm.prank(stranger);
+        escrow.cancelJob(jobId, job);
+        assertStatus(jobId, IJobEscrow.JobStatus.Cancelled, "cancelled");
+        vm.assertEq(escrow.credits(requester), job.escrow, "refund goes to the requester");
+        vm.assertEq(escrow.credits(stranger), 0, "not to the caller");
+    }
+
     function test_cancel_onlyPosted() public {
         (uint256 jobId, IJobEscrow.Job memory job,) = acceptedJob(defaultSpec());
         vm.prank(requester);

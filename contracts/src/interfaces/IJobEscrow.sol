@@ -176,7 +176,8 @@ interface IJobEscrow {
         external
         returns (uint256 jobId, Job memory job);
 
-    /// @notice Cancels a job no executor has accepted yet and credits the escrow back. Requester only.
+    /// @notice Cancels a job no executor has accepted and credits the escrow back to the requester.
+    /// Before the job's deadline only the requester may cancel; from the deadline on, anyone may.
     function cancelJob(uint256 jobId, Job calldata job) external;
 
     // ---------------------------------------------------------------- executors
