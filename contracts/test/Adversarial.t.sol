@@ -37,17 +37,7 @@ abstract contract StackBase is Base {
     function deployStack(address tok) internal returns (Stack memory st) {
         st.registry = new ModelRegistry(governance);
         st.staking = new Staking(IERC20(tok), st.registry, governance, UNBONDING_PERIOD);
-        st.escrow = new JobEscrow(
-            IERC20(tok),
-            st.staking,
-            st.registry,
-            governance,
-            CHALLENGE_WINDOW,
-            DISPUTE_WINDOW,
-            MAX_JOB_DURATION,
-            VALIDATOR_FEE_BPS,
-            COLLATERAL_BPS
-        );
+        st.escrow = newEscrow(IERC20(tok), st.staking, st.registry);
         vm.startPrank(governance);
         st.staking.setJobEscrow(address(st.escrow));
         st.modelId = st.registry.registerModel(defaultModel());

@@ -229,17 +229,7 @@ contract GovernanceTest is Base {
 
     function test_wiring_rejectsEOAsAndZero() public {
         Staking freshStaking = new Staking(IERC20(address(token)), registry, governance, UNBONDING_PERIOD);
-        JobEscrow freshEscrow = new JobEscrow(
-            IERC20(address(token)),
-            freshStaking,
-            registry,
-            governance,
-            CHALLENGE_WINDOW,
-            DISPUTE_WINDOW,
-            MAX_JOB_DURATION,
-            VALIDATOR_FEE_BPS,
-            COLLATERAL_BPS
-        );
+        JobEscrow freshEscrow = newEscrow(IERC20(address(token)), freshStaking, registry);
         address eoa = address(0xE0A);
         vm.startPrank(governance);
         vm.expectRevert(abi.encodeWithSelector(IStaking.InvalidProtocolContract.selector, eoa));

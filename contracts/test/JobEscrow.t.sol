@@ -1101,17 +1101,7 @@ contract JobEscrowDisputeHookTest is EscrowTestBase {
 
     function test_hooksUnwiredRejectEveryone() public {
         // A fresh escrow whose dispute contract is not wired: the zero address never passes.
-        JobEscrow fresh = new JobEscrow(
-            IERC20(address(token)),
-            staking,
-            registry,
-            governance,
-            CHALLENGE_WINDOW,
-            DISPUTE_WINDOW,
-            MAX_JOB_DURATION,
-            VALIDATOR_FEE_BPS,
-            COLLATERAL_BPS
-        );
+        JobEscrow fresh = newEscrow(IERC20(address(token)), staking, registry);
         vm.assertEq(fresh.disputes(), address(0), "unwired");
         vm.expectRevert(abi.encodeWithSelector(IJobEscrow.Unauthorized.selector, address(this)));
         fresh.payReward(address(this), 0);

@@ -53,17 +53,7 @@ abstract contract Base {
         token = new MockSettlementToken();
         registry = new ModelRegistry(governance);
         staking = new Staking(IERC20(address(token)), registry, governance, UNBONDING_PERIOD);
-        escrow = new JobEscrow(
-            IERC20(address(token)),
-            staking,
-            registry,
-            governance,
-            CHALLENGE_WINDOW,
-            DISPUTE_WINDOW,
-            MAX_JOB_DURATION,
-            VALIDATOR_FEE_BPS,
-            COLLATERAL_BPS
-        );
+        escrow = newEscrow(IERC20(address(token)), staking, registry);
         vm.startPrank(governance);
         staking.setJobEscrow(address(escrow));
         modelId = registry.registerModel(defaultModel());
@@ -72,6 +62,24 @@ abstract contract Base {
         setUpExecutor(executor, 1_000e6);
         setUpExecutor(otherExecutor, 1_000e6);
         fund(requester, 1_000_000e6);
+    }
+
+    /// @notice A JobEscrow with the default market parameters, owned by `governance`.
+    function newEscrow(IERC20 token_, Staking staking_, ModelRegistry registry_)
+        internal
+        returns (JobEscrow)
+    {
+        return new JobEscrow(
+            token_,
+            staking_,
+            registry_,
+            governance,
+            CHALLENGE_WINDOW,
+            DISPUTE_WINDOW,
+            MAX_JOB_DURATION,
+            VALIDATOR_FEE_BPS,
+            COLLATERAL_BPS
+        );
     }
 
     function defaultModel() internal pure returns (IModelRegistry.Model memory) {
