@@ -6,7 +6,9 @@
 //! - `lean`: a 1-byte prompt and an empty output — the protocol's own cost;
 //! - `full`: a 512-byte prompt and a 256-token output with 1,024 bytes of text;
 //!
-//! and their difference is reported as the payload's calldata cost. Prints `key=value` lines.
+//! and their difference is reported as the payload's cost: its calldata alone (`*_calldata_gas`) and
+//! everything it adds to the step, event data and hashing included (`*_payload_gas`). Prints
+//! `key=value` lines.
 
 use alloy::{
     consensus::Transaction as _,
@@ -235,13 +237,20 @@ async fn main() -> Result<()> {
     println!("job_lifecycle_gas={lifecycle}");
     println!("job_lifecycle_calldata_gas={}", lean.lifecycle_calldata());
     println!("job_lifecycle_gas_without_calldata={without_calldata}");
+    // A payload costs its calldata plus emitting it in the step's event (and hashing it).
+    let (prompt, output) = (full.post, full.submit);
     println!(
         "prompt_512b_calldata_gas={}",
-        full.post.total - lean.post.total
+        prompt.calldata - lean.post.calldata
     );
+    println!("prompt_512b_payload_gas={}", prompt.total - lean.post.total);
     println!(
         "output_256_tokens_calldata_gas={}",
-        full.submit.total - lean.submit.total
+        output.calldata - lean.submit.calldata
+    );
+    println!(
+        "output_256_tokens_payload_gas={}",
+        output.total - lean.submit.total
     );
     println!("job_lifecycle_with_payload_gas={}", full.lifecycle());
     println!("ritual_infernet_gas={RITUAL_INFERNET_GAS}");
