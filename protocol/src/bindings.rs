@@ -3,39 +3,56 @@
 //!
 //! Each contract is a module with its call, event and error types, its structs, its creation
 //! bytecode (`BYTECODE`), and an instance type (`new`, `deploy`) for use with an alloy provider.
+//! Each `sol!` lives in a module of its own: contracts whose ABIs share a library's types (the
+//! dispute contract will take `IJobEscrow.Settlement`) would otherwise define them twice.
 
 // The generated `deploy` functions take one argument per constructor parameter.
 #![allow(clippy::too_many_arguments)]
 
-use alloy::sol;
+/// JobEscrow and the `IJobEscrow` types.
+pub mod job_escrow {
+    alloy::sol!(
+        #[sol(rpc)]
+        #[derive(Debug, PartialEq, Eq)]
+        JobEscrow,
+        "artifacts/JobEscrow.json"
+    );
+}
 
-sol!(
-    #[sol(rpc)]
-    #[derive(Debug, PartialEq, Eq)]
-    JobEscrow,
-    "artifacts/JobEscrow.json"
-);
+/// Staking and the `IStaking` types.
+pub mod staking {
+    alloy::sol!(
+        #[sol(rpc)]
+        #[derive(Debug, PartialEq, Eq)]
+        Staking,
+        "artifacts/Staking.json"
+    );
+}
 
-sol!(
-    #[sol(rpc)]
-    #[derive(Debug, PartialEq, Eq)]
-    Staking,
-    "artifacts/Staking.json"
-);
+/// ModelRegistry and the `IModelRegistry` types.
+pub mod model_registry {
+    alloy::sol!(
+        #[sol(rpc)]
+        #[derive(Debug, PartialEq, Eq)]
+        ModelRegistry,
+        "artifacts/ModelRegistry.json"
+    );
+}
 
-sol!(
-    #[sol(rpc)]
-    #[derive(Debug, PartialEq, Eq)]
-    ModelRegistry,
-    "artifacts/ModelRegistry.json"
-);
+/// The devnet's mock settlement token (any ERC-20 works in production).
+pub mod mock_settlement_token {
+    alloy::sol!(
+        #[sol(rpc)]
+        #[derive(Debug, PartialEq, Eq)]
+        MockSettlementToken,
+        "artifacts/MockSettlementToken.json"
+    );
+}
 
-sol!(
-    #[sol(rpc)]
-    #[derive(Debug, PartialEq, Eq)]
-    MockSettlementToken,
-    "artifacts/MockSettlementToken.json"
-);
+pub use job_escrow::{IJobEscrow, JobEscrow};
+pub use mock_settlement_token::MockSettlementToken;
+pub use model_registry::{IModelRegistry, ModelRegistry};
+pub use staking::{IStaking, Staking};
 
 /// `SamplingParams` as the contracts see it (declared at file level in `Commitment.sol`).
 pub use JobEscrow::SamplingParams;
