@@ -15,7 +15,10 @@ use serde::{Deserialize, Serialize};
 pub enum DeployError {
     /// A contract call or deployment could not be sent or was rejected by the node.
     #[error("contract call failed: {0}")]
-    Contract(#[from] alloy::contract::Error),
+    Contract(alloy::contract::Error),
+    /// A contract refused the call with one of its custom errors (decoded).
+    #[error("contract refused the call: {0}")]
+    Refused(String),
     /// A transaction was sent but its receipt could not be obtained.
     #[error("waiting for a receipt failed: {0}")]
     Pending(#[from] alloy::providers::PendingTransactionError),
@@ -27,6 +30,23 @@ pub enum DeployError {
         /// Its hash.
         tx_hash: B256,
     },
+}
+
+impl From<alloy::contract::Error> for DeployError {
+    /// Decodes the Infera contracts' custom errors, so a refusal reads `ParameterOutOfBounds`
+    /// rather than a bare selector.
+    fn from(error: alloy::contract::Error) -> Self {
+        if let Some(e) = error.as_decoded_interface_error::<JobEscrow::JobEscrowErrors>() {
+            return Self::Refused(format!("JobEscrow: {e:?}"));
+        }
+        if let Some(e) = error.as_decoded_interface_error::<Staking::StakingErrors>() {
+            return Self::Refused(format!("Staking: {e:?}"));
+        }
+        if let Some(e) = error.as_decoded_interface_error::<ModelRegistry::ModelRegistryErrors>() {
+            return Self::Refused(format!("ModelRegistry: {e:?}"));
+        }
+        Self::Contract(error)
+    }
 }
 
 /// Market parameters the job escrow and staking contracts are deployed with. The contracts enforce
@@ -195,4 +215,84 @@ pub async fn register_model<P: Provider>(
             what: "ModelRegistry.registerModel (no event)",
             tx_hash: receipt.transaction_hash,
         })
+}
+
+/// What `infera deploy` does: deploy and wire the contracts on any RPC.
+#[derive(Debug)]
+pub struct DeployConfig {
+    /// The chain's RPC endpoint.
+    pub rpc_url: alloy::transports::http::reqwest::Url,
+    /// The deployer; it owns the contracts until `governance` accepts them.
+    pub signer: alloy::signers::local::PrivateKeySigner,
+    /// The settlement token; `None` deploys the mock (devnets only).
+    pub token: Option<Address>,
+    /// Where governance of every contract goes (two-step: it must call `acceptOwnership`).
+    pub governance: Option<Address>,
+    /// Whether to register the default model.
+    pub register_default_model: bool,
+    /// Market parameters.
+    pub params: MarketParams,
+}
+
+/// What `infera deploy` prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeployReport {
+    /// The contracts.
+    pub deployment: Deployment,
+    /// The default model's id, when it was registered.
+    pub default_model_id: Option<B256>,
+    /// The address that must call `acceptOwnership` on each contract, if ownership was handed over.
+    pub pending_governance: Option<Address>,
+}
+
+/// Deploys, wires, optionally registers the default model and hands governance over.
+pub async fn run(config: DeployConfig) -> Result<DeployReport, DeployError> {
+    let deployer = config.signer.address();
+    let provider = alloy::providers::ProviderBuilder::new()
+        .wallet(config.signer)
+        .connect_http(config.rpc_url);
+    let deployment = deploy(&provider, deployer, config.token, &config.params).await?;
+    tracing::info!(job_escrow = %deployment.job_escrow, block = deployment.deployed_at_block, "deployed");
+
+    let default_model_id = if config.register_default_model {
+        Some(register_model(&provider, deployment.model_registry, default_model()).await?)
+    } else {
+        None
+    };
+
+    let pending_governance = config
+        .governance
+        .filter(|governance| *governance != deployer);
+    if let Some(governance) = pending_governance {
+        let registry = ModelRegistry::new(deployment.model_registry, &provider);
+        let staking = Staking::new(deployment.staking, &provider);
+        let escrow = JobEscrow::new(deployment.job_escrow, &provider);
+        let receipt = registry
+            .transferOwnership(governance)
+            .send()
+            .await?
+            .get_receipt()
+            .await?;
+        ensure_success(receipt, "ModelRegistry.transferOwnership")?;
+        let receipt = staking
+            .transferOwnership(governance)
+            .send()
+            .await?
+            .get_receipt()
+            .await?;
+        ensure_success(receipt, "Staking.transferOwnership")?;
+        let receipt = escrow
+            .transferOwnership(governance)
+            .send()
+            .await?
+            .get_receipt()
+            .await?;
+        ensure_success(receipt, "JobEscrow.transferOwnership")?;
+        tracing::info!(%governance, "governance handed over; it must call acceptOwnership on each contract");
+    }
+    Ok(DeployReport {
+        deployment,
+        default_model_id,
+        pending_governance,
+    })
 }

@@ -6,6 +6,7 @@
 
 pub mod deploy;
 pub mod devnet;
+pub mod keys;
 pub mod market;
 
 pub use infera_protocol as protocol;

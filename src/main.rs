@@ -2,8 +2,13 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
-use infera::devnet::{self, DevnetConfig};
+use alloy::primitives::Address;
+use clap::{Args, Parser, Subcommand};
+use infera::{
+    deploy::{self, DeployConfig, MarketParams},
+    devnet::{self, DevnetConfig},
+    keys,
+};
 
 /// Infera: a settlement protocol for AI inference.
 #[derive(Debug, Parser)]
@@ -25,6 +30,62 @@ enum Command {
         #[arg(long)]
         anvil: Option<PathBuf>,
     },
+    /// Deploy and wire the contracts on any EVM chain; prints the addresses as JSON.
+    Deploy {
+        /// The chain's RPC endpoint.
+        #[arg(long, env = "INFERA_RPC_URL", default_value = "http://127.0.0.1:8545")]
+        rpc_url: alloy::transports::http::reqwest::Url,
+        /// File with the deployer's hex private key (default: $INFERA_PRIVATE_KEY).
+        #[arg(long, env = "INFERA_PRIVATE_KEY_FILE")]
+        private_key_file: Option<PathBuf>,
+        /// The settlement token (an ERC-20 without transfer fees); a 6-decimal mock when omitted.
+        #[arg(long)]
+        token: Option<Address>,
+        /// Hand governance of every contract to this address (it must call acceptOwnership).
+        #[arg(long)]
+        governance: Option<Address>,
+        /// Do not register the default model.
+        #[arg(long)]
+        no_default_model: bool,
+        #[command(flatten)]
+        market: MarketArgs,
+    },
+}
+
+/// Market parameters; the contracts reject values outside their bounds.
+#[derive(Debug, Args)]
+struct MarketArgs {
+    /// Seconds a submitted result can be challenged.
+    #[arg(long, default_value_t = MarketParams::default().challenge_window)]
+    challenge_window: u64,
+    /// Seconds a dispute may take before it settles by default.
+    #[arg(long, default_value_t = MarketParams::default().dispute_window)]
+    dispute_window: u64,
+    /// Longest job (posting to deadline), in seconds.
+    #[arg(long, default_value_t = MarketParams::default().max_job_duration)]
+    max_job_duration: u64,
+    /// Validator fee, in basis points of each payment.
+    #[arg(long, default_value_t = MarketParams::default().validator_fee_bps)]
+    validator_fee_bps: u16,
+    /// Collateral per job, in basis points of its escrow.
+    #[arg(long, default_value_t = MarketParams::default().collateral_bps)]
+    collateral_bps: u16,
+    /// Seconds unstaked stake stays slashable.
+    #[arg(long, default_value_t = MarketParams::default().unbonding_period)]
+    unbonding_period: u64,
+}
+
+impl From<MarketArgs> for MarketParams {
+    fn from(args: MarketArgs) -> Self {
+        Self {
+            challenge_window: args.challenge_window,
+            dispute_window: args.dispute_window,
+            max_job_duration: args.max_job_duration,
+            validator_fee_bps: args.validator_fee_bps,
+            collateral_bps: args.collateral_bps,
+            unbonding_period: args.unbonding_period,
+        }
+    }
 }
 
 #[tokio::main]
@@ -51,6 +112,25 @@ async fn main() -> eyre::Result<()> {
                 let _ = tokio::signal::ctrl_c().await;
             })
             .await?;
+        }
+        Command::Deploy {
+            rpc_url,
+            private_key_file,
+            token,
+            governance,
+            no_default_model,
+            market,
+        } => {
+            let report = deploy::run(DeployConfig {
+                rpc_url,
+                signer: keys::load_signer(private_key_file.as_deref())?,
+                token,
+                governance,
+                register_default_model: !no_default_model,
+                params: market.into(),
+            })
+            .await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
         }
     }
     Ok(())
