@@ -138,5 +138,10 @@ async fn bad_key_and_out_of_bounds_parameters_fail_clearly() -> Result<()> {
         "a 1-second challenge window must be refused"
     );
     ensure!(output.stdout.is_empty(), "nothing is reported as deployed");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    ensure!(
+        stderr.contains("ParameterOutOfBounds"),
+        "the contract's error is decoded: {stderr}"
+    );
     Ok(())
 }
