@@ -2,6 +2,7 @@
 //! whole jobs run through them — post → accept → submit → finalize → withdraw, and the timeout
 //! paths — with every balance checked to the base unit.
 
+use alloy::sol_types::SolValue;
 use alloy::{
     network::EthereumWallet,
     primitives::{Address, B256, Bytes, U256, aliases::U96, keccak256},
@@ -16,7 +17,7 @@ use infera::{
 };
 use infera_protocol::{
     CommitmentInput, FinishReason,
-    bindings::{IJobEscrow, JobEscrow},
+    bindings::{ExampleConsumer, IJobEscrow, JobEscrow, example_consumer},
     pack_tokens, tokens_hash, unpack_tokens,
 };
 
@@ -24,6 +25,7 @@ const STAKE: u64 = 1_000_000_000; // 1,000 tokens (6 decimals)
 const INPUT_PRICE: u64 = 100_000; // 0.10 token per million input tokens
 const OUTPUT_PRICE: u64 = 400_000; // 0.40 token per million output tokens
 const FINALIZED: u8 = 5;
+const PROMPT: &[u8] = br#"[{"role":"user","content":"Say hello in French."}]"#;
 const EXPIRED: u8 = 7;
 
 /// One of anvil's dev accounts with the job market client signing as it.
@@ -122,9 +124,9 @@ impl Market {
         Ok(self.keeper.market.escrow.jobStatus(job_id).call().await?)
     }
 
-    /// Posts the test job (30 minutes to deliver) and checks what `JobPosted` carries.
-    async fn post(&self) -> Result<(U256, IJobEscrow::Job)> {
-        let spec = IJobEscrow::JobSpec {
+    /// The test job: up to 512 + 256 tokens, 30 minutes to deliver, no callback.
+    async fn spec(&self) -> Result<IJobEscrow::JobSpec> {
+        Ok(IJobEscrow::JobSpec {
             modelId: self.devnet.model_id,
             executor: Address::ZERO,
             callback: Address::ZERO,
@@ -140,9 +142,17 @@ impl Market {
                 top_p_ppm: 950_000,
             }
             .into(),
-        };
-        let prompt = Bytes::from_static(br#"[{"role":"user","content":"Say hello in French."}]"#);
-        let (posted, _) = self.requester.market.post_job(spec, prompt.clone()).await?;
+        })
+    }
+
+    /// Posts the test job and checks what `JobPosted` carries.
+    async fn post(&self) -> Result<(U256, IJobEscrow::Job)> {
+        let prompt = Bytes::from_static(PROMPT);
+        let (posted, _) = self
+            .requester
+            .market
+            .post_job(self.spec().await?, prompt.clone())
+            .await?;
         ensure!(posted.requester == self.requester.address);
         ensure!(posted.prompt == prompt, "the prompt is emitted verbatim");
         ensure!(posted.job.promptHash == keccak256(&prompt));
@@ -342,5 +352,85 @@ async fn unaccepted_job_can_be_cancelled_only_by_its_requester() -> Result<()> {
 
     m.requester.market.withdraw().await?;
     ensure!(m.requester.balance().await? == requester_start);
+    Ok(())
+}
+
+#[tokio::test]
+async fn dapp_receives_the_result_through_its_callback() -> Result<()> {
+    let m = Market::start().await?;
+    // The dApp's owner deploys the example consumer and funds it.
+    let owner = Actor::new(&m.devnet, 4)?;
+    let provider = owner.market.escrow.provider().clone();
+    let d = m.devnet.deployment;
+    let dapp = ExampleConsumer::deploy(provider, d.job_escrow, d.token, owner.address).await?;
+    let owner_start = owner.balance().await?;
+    let receipt = owner
+        .market
+        .token
+        .transfer(*dapp.address(), U256::from(10_000))
+        .send()
+        .await?;
+    ensure!(receipt.get_receipt().await?.status());
+
+    let mut spec = m.spec().await?;
+    spec.callback = *dapp.address();
+    spec.callbackGasLimit = 100_000;
+    // Each contract's bindings have their own copy of the `IJobEscrow` types; the encoding is the same.
+    let spec: example_consumer::IJobEscrow::JobSpec = SolValue::abi_decode(&spec.abi_encode())?;
+    let receipt = dapp
+        .ask(spec, Bytes::from_static(PROMPT))
+        .send()
+        .await?
+        .get_receipt()
+        .await?;
+    ensure!(receipt.status(), "ask reverted");
+    let posted = infera::market::event::<JobEscrow::JobPosted>(&receipt)?;
+    ensure!(
+        posted.requester == *dapp.address(),
+        "the dApp is the requester"
+    );
+
+    let (job_id, job) = (posted.jobId, posted.job);
+    let (assignment, _) = m.executor.market.accept_job(job_id, job.clone()).await?;
+    let output = Bytes::from_static(b"Bonjour !");
+    let result = IJobEscrow::Result {
+        inputTokens: 30,
+        finishReason: FinishReason::Stop.as_u8(),
+        promptTokensHash: tokens_hash(&[1, 2, 3]),
+        outputTokens: pack_tokens(&[4, 5]).into(),
+        output: output.clone(),
+    };
+    let (submitted, receipt) = m
+        .executor
+        .market
+        .submit_result(job_id, job, assignment, result)
+        .await?;
+
+    // The callback ran inside the executor's submission, with the output as submitted.
+    let delivered = infera::market::event::<ExampleConsumer::ResultReceived>(&receipt)?;
+    ensure!(delivered.jobId == job_id && delivered.output == output && delivered.finishReason == 1);
+    ensure!(dapp.resultHash(job_id).call().await? == keccak256(&output));
+    ensure!(
+        infera::market::event::<JobEscrow::CallbackFailed>(&receipt).is_err(),
+        "the callback must not have failed"
+    );
+
+    m.advance(MarketParams::default().challenge_window).await?;
+    m.keeper
+        .market
+        .finalize(job_id, submitted.settlement.clone())
+        .await?;
+    let receipt = dapp
+        .reclaim(owner.address)
+        .send()
+        .await?
+        .get_receipt()
+        .await?;
+    ensure!(receipt.status(), "reclaim reverted");
+    let paid = submitted.settlement.payment;
+    ensure!(
+        owner.balance().await? == owner_start - paid,
+        "the dApp paid exactly its job"
+    );
     Ok(())
 }

@@ -49,6 +49,17 @@ pub mod mock_settlement_token {
     );
 }
 
+/// The example dApp that receives results through the escrow's callback.
+pub mod example_consumer {
+    alloy::sol!(
+        #[sol(rpc)]
+        #[derive(Debug, PartialEq, Eq)]
+        ExampleConsumer,
+        "artifacts/ExampleConsumer.json"
+    );
+}
+
+pub use example_consumer::ExampleConsumer;
 pub use job_escrow::{IJobEscrow, JobEscrow};
 pub use mock_settlement_token::MockSettlementToken;
 pub use model_registry::{IModelRegistry, ModelRegistry};
