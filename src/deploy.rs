@@ -22,6 +22,14 @@ pub enum DeployError {
     /// A transaction was sent but its receipt could not be obtained.
     #[error("waiting for a receipt failed: {0}")]
     Pending(#[from] alloy::providers::PendingTransactionError),
+    /// A transaction succeeded but did not emit the event it promises.
+    #[error("transaction {tx_hash} did not emit {event}")]
+    MissingEvent {
+        /// The event's name.
+        event: &'static str,
+        /// The transaction.
+        tx_hash: B256,
+    },
     /// A transaction was mined but reverted.
     #[error("transaction {tx_hash} reverted ({what})")]
     Reverted {
@@ -211,8 +219,8 @@ pub async fn register_model<P: Provider>(
     receipt
         .decoded_log::<ModelRegistry::ModelRegistered>()
         .map(|log| log.data.modelId)
-        .ok_or(DeployError::Reverted {
-            what: "ModelRegistry.registerModel (no event)",
+        .ok_or(DeployError::MissingEvent {
+            event: "ModelRegistered",
             tx_hash: receipt.transaction_hash,
         })
 }
