@@ -10,9 +10,9 @@ use infera_protocol::bindings::{
 };
 use serde::{Deserialize, Serialize};
 
-/// Errors while deploying or configuring the contracts.
+/// Errors of a transaction to the Infera contracts (deployment and every lifecycle step).
 #[derive(Debug, thiserror::Error)]
-pub enum DeployError {
+pub enum ChainError {
     /// A contract call or deployment could not be sent or was rejected by the node.
     #[error("contract call failed: {0}")]
     Contract(alloy::contract::Error),
@@ -40,7 +40,7 @@ pub enum DeployError {
     },
 }
 
-impl From<alloy::contract::Error> for DeployError {
+impl From<alloy::contract::Error> for ChainError {
     /// Decodes the Infera contracts' custom errors, so a refusal reads `ParameterOutOfBounds`
     /// rather than a bare selector.
     fn from(error: alloy::contract::Error) -> Self {
@@ -131,15 +131,15 @@ pub fn default_model() -> IModelRegistry::Model {
     }
 }
 
-/// Fails with [`DeployError::Reverted`] unless the receipt reports success.
+/// Fails with [`ChainError::Reverted`] unless the receipt reports success.
 pub fn ensure_success(
     receipt: TransactionReceipt,
     what: &'static str,
-) -> Result<TransactionReceipt, DeployError> {
+) -> Result<TransactionReceipt, ChainError> {
     if receipt.status() {
         Ok(receipt)
     } else {
-        Err(DeployError::Reverted {
+        Err(ChainError::Reverted {
             what,
             tx_hash: receipt.transaction_hash,
         })
@@ -153,7 +153,7 @@ pub async fn deploy<P: Provider + Clone>(
     governance: Address,
     token: Option<Address>,
     params: &MarketParams,
-) -> Result<Deployment, DeployError> {
+) -> Result<Deployment, ChainError> {
     let chain_id = provider
         .get_chain_id()
         .await
@@ -207,7 +207,7 @@ pub async fn register_model<P: Provider>(
     provider: &P,
     registry: Address,
     model: IModelRegistry::Model,
-) -> Result<B256, DeployError> {
+) -> Result<B256, ChainError> {
     let registry = ModelRegistry::new(registry, provider);
     let receipt = registry
         .registerModel(model)
@@ -219,7 +219,7 @@ pub async fn register_model<P: Provider>(
     receipt
         .decoded_log::<ModelRegistry::ModelRegistered>()
         .map(|log| log.data.modelId)
-        .ok_or(DeployError::MissingEvent {
+        .ok_or(ChainError::MissingEvent {
             event: "ModelRegistered",
             tx_hash: receipt.transaction_hash,
         })
@@ -254,7 +254,7 @@ pub struct DeployReport {
 }
 
 /// Deploys, wires, optionally registers the default model and hands governance over.
-pub async fn run(config: DeployConfig) -> Result<DeployReport, DeployError> {
+pub async fn run(config: DeployConfig) -> Result<DeployReport, ChainError> {
     let deployer = config.signer.address();
     let provider = alloy::providers::ProviderBuilder::new()
         .wallet(config.signer)

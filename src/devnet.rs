@@ -12,7 +12,7 @@ use alloy::{
 use infera_protocol::bindings::MockSettlementToken;
 use serde::Serialize;
 
-use crate::deploy::{self, DeployError, Deployment, MarketParams};
+use crate::deploy::{self, ChainError, Deployment, MarketParams};
 
 /// Errors while starting a devnet.
 #[derive(Debug, thiserror::Error)]
@@ -27,7 +27,7 @@ pub enum DevnetError {
     },
     /// Deploying or configuring the contracts failed.
     #[error(transparent)]
-    Deploy(#[from] DeployError),
+    Deploy(#[from] ChainError),
 }
 
 /// How to start a devnet.
@@ -153,8 +153,8 @@ pub async fn start(config: &DevnetConfig) -> Result<Devnet, DevnetError> {
             .mint(*account, config.fund_amount)
             .send()
             .await
-            .map_err(DeployError::from)?;
-        let receipt = receipt.get_receipt().await.map_err(DeployError::from)?;
+            .map_err(ChainError::from)?;
+        let receipt = receipt.get_receipt().await.map_err(ChainError::from)?;
         deploy::ensure_success(receipt, "MockSettlementToken.mint")?;
     }
     tracing::info!(

@@ -10,38 +10,10 @@ use alloy::{
 };
 use infera_protocol::bindings::{IJobEscrow, JobEscrow, MockSettlementToken, Staking};
 
-use crate::deploy::{DeployError, Deployment, ensure_success};
+use crate::deploy::{ChainError, Deployment, ensure_success};
 
 /// Staking role of executors, as the `Staking.Role` enum encodes it.
 pub const EXECUTOR_ROLE: u8 = 0;
-
-/// A lifecycle step failed.
-#[derive(Debug, thiserror::Error)]
-pub enum MarketError {
-    /// Sending, mining or reverting.
-    #[error(transparent)]
-    Tx(#[from] DeployError),
-    /// The transaction succeeded but did not emit the event the step promises.
-    #[error("transaction {tx_hash} did not emit {event}")]
-    MissingEvent {
-        /// The event's signature.
-        event: &'static str,
-        /// The transaction.
-        tx_hash: B256,
-    },
-}
-
-impl From<alloy::contract::Error> for MarketError {
-    fn from(error: alloy::contract::Error) -> Self {
-        Self::Tx(error.into())
-    }
-}
-
-impl From<alloy::providers::PendingTransactionError> for MarketError {
-    fn from(error: alloy::providers::PendingTransactionError) -> Self {
-        Self::Tx(error.into())
-    }
-}
 
 /// The job market as seen by one signer.
 #[derive(Debug, Clone)]
@@ -55,11 +27,11 @@ pub struct JobMarket<P> {
 }
 
 /// Decodes the first `E` event of a receipt.
-pub fn event<E: SolEvent>(receipt: &TransactionReceipt) -> Result<E, MarketError> {
+pub fn event<E: SolEvent>(receipt: &TransactionReceipt) -> Result<E, ChainError> {
     receipt
         .decoded_log::<E>()
         .map(|log| log.data)
-        .ok_or(MarketError::MissingEvent {
+        .ok_or(ChainError::MissingEvent {
             event: E::SIGNATURE,
             tx_hash: receipt.transaction_hash,
         })
@@ -84,7 +56,7 @@ impl<P: Provider + Clone> JobMarket<P> {
     }
 
     /// Approves `spender` to pull any amount of the settlement token.
-    pub async fn approve(&self, spender: Address) -> Result<TransactionReceipt, MarketError> {
+    pub async fn approve(&self, spender: Address) -> Result<TransactionReceipt, ChainError> {
         Ok(send!(
             self.token.approve(spender, U256::MAX),
             "token.approve"
@@ -100,7 +72,7 @@ impl<P: Provider + Clone> JobMarket<P> {
         model_id: B256,
         input_price: u64,
         output_price: u64,
-    ) -> Result<(), MarketError> {
+    ) -> Result<(), ChainError> {
         self.approve(*self.staking.address()).await?;
         send!(self.staking.stake(EXECUTOR_ROLE, stake), "Staking.stake");
         send!(
@@ -120,7 +92,7 @@ impl<P: Provider + Clone> JobMarket<P> {
         &self,
         spec: IJobEscrow::JobSpec,
         prompt: Bytes,
-    ) -> Result<(JobEscrow::JobPosted, TransactionReceipt), MarketError> {
+    ) -> Result<(JobEscrow::JobPosted, TransactionReceipt), ChainError> {
         let receipt = send!(self.escrow.postJob(spec, prompt), "JobEscrow.postJob");
         Ok((event(&receipt)?, receipt))
     }
@@ -130,7 +102,7 @@ impl<P: Provider + Clone> JobMarket<P> {
         &self,
         job_id: U256,
         job: IJobEscrow::Job,
-    ) -> Result<(IJobEscrow::Assignment, TransactionReceipt), MarketError> {
+    ) -> Result<(IJobEscrow::Assignment, TransactionReceipt), ChainError> {
         let receipt = send!(self.escrow.acceptJob(job_id, job), "JobEscrow.acceptJob");
         Ok((
             event::<JobEscrow::JobAccepted>(&receipt)?.assignment,
@@ -145,7 +117,7 @@ impl<P: Provider + Clone> JobMarket<P> {
         job: IJobEscrow::Job,
         assignment: IJobEscrow::Assignment,
         result: IJobEscrow::Result,
-    ) -> Result<(JobEscrow::ResultSubmitted, TransactionReceipt), MarketError> {
+    ) -> Result<(JobEscrow::ResultSubmitted, TransactionReceipt), ChainError> {
         let receipt = send!(
             self.escrow.submitResult(job_id, job, assignment, result),
             "JobEscrow.submitResult"
@@ -158,7 +130,7 @@ impl<P: Provider + Clone> JobMarket<P> {
         &self,
         job_id: U256,
         settlement: IJobEscrow::Settlement,
-    ) -> Result<(JobEscrow::JobFinalized, TransactionReceipt), MarketError> {
+    ) -> Result<(JobEscrow::JobFinalized, TransactionReceipt), ChainError> {
         let receipt = send!(
             self.escrow.finalize(job_id, settlement),
             "JobEscrow.finalize"
@@ -172,7 +144,7 @@ impl<P: Provider + Clone> JobMarket<P> {
         job_id: U256,
         job: IJobEscrow::Job,
         assignment: IJobEscrow::Assignment,
-    ) -> Result<(JobEscrow::JobExpired, TransactionReceipt), MarketError> {
+    ) -> Result<(JobEscrow::JobExpired, TransactionReceipt), ChainError> {
         let receipt = send!(
             self.escrow.expire(job_id, job, assignment),
             "JobEscrow.expire"
@@ -185,15 +157,13 @@ impl<P: Provider + Clone> JobMarket<P> {
         &self,
         job_id: U256,
         job: IJobEscrow::Job,
-    ) -> Result<(JobEscrow::JobCancelled, TransactionReceipt), MarketError> {
+    ) -> Result<(JobEscrow::JobCancelled, TransactionReceipt), ChainError> {
         let receipt = send!(self.escrow.cancelJob(job_id, job), "JobEscrow.cancelJob");
         Ok((event(&receipt)?, receipt))
     }
 
     /// Withdraws the signer's credited balance.
-    pub async fn withdraw(
-        &self,
-    ) -> Result<(JobEscrow::Withdrawn, TransactionReceipt), MarketError> {
+    pub async fn withdraw(&self) -> Result<(JobEscrow::Withdrawn, TransactionReceipt), ChainError> {
         let receipt = send!(self.escrow.withdraw(), "JobEscrow.withdraw");
         Ok((event(&receipt)?, receipt))
     }
