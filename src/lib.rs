@@ -1,12 +1,9 @@
 //! Infera: a settlement protocol for AI inference.
 //!
-//! This package holds the `infera` command-line tool and what it is built from: deploying the
-//! contracts ([`deploy`]) and running a local chain with them ([`devnet`]). The shared protocol
-//! types live in the [`protocol`] crate (`infera-protocol`).
+//! This package holds the `infera` command-line tool. What it is built from lives in crates of its
+//! own: the shared protocol types ([`protocol`], `infera-protocol`) and the on-chain clients
+//! ([`chain`], `infera-chain`: deployment, the job market, keys, the devnet), re-exported here.
 
-pub mod deploy;
-pub mod devnet;
-pub mod keys;
-pub mod market;
-
+pub use infera_chain as chain;
+pub use infera_chain::{deploy, devnet, keys, market};
 pub use infera_protocol as protocol;

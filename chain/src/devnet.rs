@@ -63,7 +63,7 @@ pub fn anvil_path() -> PathBuf {
     if let Some(path) = std::env::var_os("INFERA_ANVIL") {
         return PathBuf::from(path);
     }
-    let installed = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("node_modules/.bin/anvil");
+    let installed = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../node_modules/.bin/anvil");
     if installed.exists() {
         installed
     } else {

@@ -1,0 +1,12 @@
+//! Infera's on-chain clients, shared by the CLI and every service (executor, validator, indexer,
+//! gateway) without linking the inference engine:
+//!
+//! - [`deploy`]: deploying and wiring the contracts, one error type for every contract transaction;
+//! - [`market`]: a typed client of the job market, one method per lifecycle step;
+//! - [`keys`]: loading an operator's signing key without ever printing it;
+//! - [`devnet`]: a local anvil chain with the protocol deployed.
+
+pub mod deploy;
+pub mod devnet;
+pub mod keys;
+pub mod market;
