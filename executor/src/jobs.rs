@@ -1,0 +1,643 @@
+//! The on-chain job loop: find jobs, accept those this executor can serve, generate, submit the
+//! result, and finalize after the challenge window.
+//!
+//! Every step is recorded in the [`Store`] before the next begins and every transaction goes
+//! through the write-ahead log of [`Chain`], so the loop can be killed at any point: on restart it
+//! re-reads the chain and carries on from the last recorded stage, never sending a step twice.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use alloy::{
+    primitives::{Address, B256, Bytes, U256},
+    providers::Provider,
+    rpc::types::{Filter, Log},
+    sol_types::SolEvent,
+};
+use infera_chain::market::EXECUTOR_ROLE;
+use infera_engine::{Engine, GenerateRequest};
+use infera_protocol::{
+    CommitmentInput, FinishReason, SAMPLER_VERSION, Sampler,
+    bindings::{IJobEscrow, JobEscrow},
+    pack_tokens,
+    prompt::Prompt,
+    tokens_hash,
+};
+use tokio::sync::Semaphore;
+
+use crate::{
+    chain::{Chain, SendError},
+    store::{JobRow, NewJob, Stage, Store, StoreError},
+};
+
+/// Blocks read per `eth_getLogs` call.
+const SCAN_RANGE: u64 = 2_000;
+
+/// On-chain `JobStatus` values.
+mod status {
+    pub const POSTED: u8 = 1;
+    pub const ACCEPTED: u8 = 2;
+    pub const SUBMITTED: u8 = 3;
+    pub const FINALIZED: u8 = 5;
+}
+
+/// A model this executor serves.
+#[derive(Debug, Clone)]
+pub struct Served {
+    /// The loaded engine.
+    pub engine: Arc<Engine>,
+    /// Price per million input tokens.
+    pub input_price: u64,
+    /// Price per million output tokens.
+    pub output_price: u64,
+    /// Largest prompt + output the model takes (the registry's and the engine's, whichever is less).
+    pub context: usize,
+}
+
+/// How the loop behaves.
+#[derive(Debug, Clone)]
+pub struct LoopConfig {
+    /// Jobs worked on at once.
+    pub max_jobs: usize,
+    /// Jobs whose deadline is closer than this are not accepted.
+    pub min_deadline: Duration,
+    /// Finalize own jobs after their challenge window.
+    pub auto_finalize: bool,
+    /// How often the chain is polled.
+    pub poll_interval: Duration,
+    /// First block to scan on a new database (default: the head).
+    pub start_block: Option<u64>,
+    /// Fault injection for crash tests (see `ExecutorConfig::crash_after`).
+    pub crash_after: Option<String>,
+}
+
+/// Why a job step failed.
+#[derive(Debug, thiserror::Error)]
+enum StepError {
+    #[error(transparent)]
+    Send(#[from] SendError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("engine: {0}")]
+    Engine(#[from] infera_engine::EngineError),
+    #[error("{0}")]
+    Refused(String),
+    /// Not possible yet; the next tick looks again.
+    #[error("{0}")]
+    Later(String),
+}
+
+impl StepError {
+    fn is_transient(&self) -> bool {
+        match self {
+            Self::Send(e) => e.is_transient(),
+            Self::Engine(infera_engine::EngineError::Busy { .. }) | Self::Later(_) => true,
+            _ => false,
+        }
+    }
+}
+
+/// The job loop of one executor.
+#[derive(Debug)]
+pub struct JobLoop {
+    chain: Arc<Chain>,
+    store: Store,
+    models: HashMap<B256, Served>,
+    config: LoopConfig,
+    slots: Arc<Semaphore>,
+    active: Mutex<HashSet<U256>>,
+}
+
+impl JobLoop {
+    /// A loop over `chain` serving `models`.
+    pub fn new(chain: Arc<Chain>, models: HashMap<B256, Served>, config: LoopConfig) -> Arc<Self> {
+        Arc::new(Self {
+            store: chain.store().clone(),
+            chain,
+            models,
+            slots: Arc::new(Semaphore::new(config.max_jobs)),
+            config,
+            active: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// Runs until `shutdown` fires; jobs in progress are left for the next start to resume.
+    pub async fn run(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let mut tasks = tokio::task::JoinSet::new();
+        loop {
+            if let Err(error) = self.tick(&mut tasks).await {
+                tracing::warn!(%error, "job loop step failed; retrying");
+            }
+            while tasks.try_join_next().is_some() {}
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                _ = tokio::time::sleep(self.config.poll_interval) => {}
+            }
+        }
+        tasks.abort_all();
+        tracing::info!("job loop stopped");
+    }
+
+    async fn tick(self: &Arc<Self>, tasks: &mut tokio::task::JoinSet<()>) -> Result<(), StepError> {
+        self.scan().await?;
+        for job in self
+            .store
+            .jobs_in(&[Stage::Accepted, Stage::Generated, Stage::Posted])
+            .await?
+        {
+            let committed = job.stage != Stage::Posted;
+            // Jobs already accepted go first and always get a worker: they are owed.
+            let permit = match Arc::clone(&self.slots).try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(_) if committed => None,
+                Err(_) => continue,
+            };
+            {
+                let Ok(mut active) = self.active.lock() else {
+                    continue;
+                };
+                if !active.insert(job.job_id) {
+                    continue;
+                }
+            }
+            let this = Arc::clone(self);
+            tasks.spawn(async move {
+                let job_id = job.job_id;
+                this.drive(job).await;
+                if let Ok(mut active) = this.active.lock() {
+                    active.remove(&job_id);
+                }
+                drop(permit);
+            });
+        }
+        if self.config.auto_finalize {
+            self.finalize_due().await?;
+        }
+        Ok(())
+    }
+
+    // ------------------------------------------------------------------ discovery
+
+    /// Reads new escrow events into the store, moving the cursor in the same transaction.
+    async fn scan(&self) -> Result<(), StepError> {
+        let provider = &self.chain.provider;
+        let head = provider.get_block_number().await.map_err(SendError::from)?;
+        let from = match self.store.next_block().await? {
+            Some(block) => block,
+            None => self.config.start_block.unwrap_or(head),
+        };
+        if from > head {
+            return Ok(());
+        }
+        let to = head.min(from + SCAN_RANGE - 1);
+        let filter = Filter::new()
+            .address(*self.chain.escrow.address())
+            .event_signature(vec![
+                JobEscrow::JobPosted::SIGNATURE_HASH,
+                JobEscrow::JobAccepted::SIGNATURE_HASH,
+                JobEscrow::JobCancelled::SIGNATURE_HASH,
+                JobEscrow::JobExpired::SIGNATURE_HASH,
+            ])
+            .from_block(from)
+            .to_block(to);
+        let logs = provider.get_logs(&filter).await.map_err(SendError::from)?;
+        let mut new = Vec::new();
+        let mut closed = Vec::new();
+        for log in &logs {
+            let block = log.block_number.unwrap_or(from);
+            if let Ok(posted) = log.log_decode::<JobEscrow::JobPosted>() {
+                let posted = posted.inner.data;
+                let reason = self.first_look(&posted.job);
+                match &reason {
+                    Some(reason) => {
+                        tracing::info!(job_id = %posted.jobId, block, reason, "job ignored")
+                    }
+                    None => tracing::info!(job_id = %posted.jobId, block, "job found"),
+                }
+                new.push(NewJob {
+                    job_id: posted.jobId,
+                    stage: if reason.is_some() {
+                        Stage::Ignored
+                    } else {
+                        Stage::Posted
+                    },
+                    reason,
+                    job: posted.job,
+                    prompt: posted.prompt,
+                    block,
+                });
+            } else if let Ok(accepted) = log.log_decode::<JobEscrow::JobAccepted>() {
+                let accepted = accepted.inner.data;
+                if accepted.executor != self.chain.address {
+                    closed.push((accepted.jobId, format!("accepted by {}", accepted.executor)));
+                }
+            } else if let Ok(cancelled) = log.log_decode::<JobEscrow::JobCancelled>() {
+                closed.push((cancelled.inner.data.jobId, "cancelled".into()));
+            } else if let Ok(expired) = log.log_decode::<JobEscrow::JobExpired>() {
+                closed.push((expired.inner.data.jobId, "expired".into()));
+            }
+        }
+        self.store.record_scan(&new, &closed, to + 1).await?;
+        if !logs.is_empty() {
+            tracing::debug!(from, to, events = logs.len(), "scanned");
+        }
+        Ok(())
+    }
+
+    /// Why a posted job is not for this executor, judged from its terms alone.
+    fn first_look(&self, job: &IJobEscrow::Job) -> Option<String> {
+        let spec = &job.spec;
+        let Some(served) = self.models.get(&spec.modelId) else {
+            return Some(format!("model {} not served", spec.modelId));
+        };
+        if spec.executor != Address::ZERO && spec.executor != self.chain.address {
+            return Some(format!("designated to {}", spec.executor));
+        }
+        if job.samplerVersion != SAMPLER_VERSION {
+            return Some(format!(
+                "sampler version {} not supported",
+                job.samplerVersion
+            ));
+        }
+        if spec.maxInputPrice < served.input_price || spec.maxOutputPrice < served.output_price {
+            return Some("price below ours".into());
+        }
+        let tokens = spec.maxInputTokens as usize + spec.maxOutputTokens as usize;
+        if tokens > served.context {
+            return Some(format!(
+                "{tokens} tokens exceed the context of {}",
+                served.context
+            ));
+        }
+        None
+    }
+
+    // ------------------------------------------------------------------ one job
+
+    /// Moves one job on as far as it goes now.
+    async fn drive(&self, mut job: JobRow) {
+        let job_id = job.job_id;
+        loop {
+            let step = match job.stage {
+                Stage::Posted => self.accept(&job).await,
+                Stage::Accepted => self.generate(&job).await,
+                Stage::Generated => self.submit(&job).await,
+                _ => return,
+            };
+            match step {
+                Ok(()) => {}
+                Err(error) if error.is_transient() => {
+                    tracing::warn!(job_id = %job_id, %error, "job step failed; will retry");
+                    return;
+                }
+                Err(error) => {
+                    let stage = if job.stage == Stage::Posted {
+                        Stage::Ignored
+                    } else {
+                        Stage::Failed
+                    };
+                    tracing::warn!(job_id = %job_id, %error, stage = stage.as_str(), "job given up");
+                    if let Err(error) = self
+                        .store
+                        .set_stage(job_id, stage, Some(&error.to_string()))
+                        .await
+                    {
+                        tracing::error!(job_id = %job_id, %error, "cannot record job stage");
+                    }
+                    return;
+                }
+            }
+            job = match self.store.job(job_id).await {
+                Ok(Some(job)) => job,
+                Ok(None) => return,
+                Err(error) => {
+                    tracing::error!(job_id = %job_id, %error, "cannot read job");
+                    return;
+                }
+            };
+        }
+    }
+
+    async fn served(&self, job: &JobRow) -> Result<&Served, StepError> {
+        self.models
+            .get(&job.job.spec.modelId)
+            .ok_or_else(|| StepError::Refused("model not served".into()))
+    }
+
+    async fn render(&self, job: &JobRow) -> Result<Vec<u32>, StepError> {
+        let prompt = Prompt::parse(&job.prompt).map_err(|e| StepError::Refused(e.to_string()))?;
+        Ok(self.served(job).await?.engine.render(&prompt).await?)
+    }
+
+    async fn chain_status(&self, job_id: U256) -> Result<u8, StepError> {
+        Ok(self
+            .chain
+            .escrow
+            .jobStatus(job_id)
+            .call()
+            .await
+            .map_err(|e| SendError::Chain(e.into()))?)
+    }
+
+    async fn block_timestamp(&self) -> Result<u64, StepError> {
+        let block = self
+            .chain
+            .provider
+            .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
+            .await
+            .map_err(SendError::from)?
+            .ok_or_else(|| StepError::Refused("no latest block".into()))?;
+        Ok(block.header.timestamp)
+    }
+
+    /// The first `E` event of `job_id`, from the block it was posted in.
+    async fn job_event<E: SolEvent>(&self, job: &JobRow) -> Result<Option<E>, StepError> {
+        let filter = Filter::new()
+            .address(*self.chain.escrow.address())
+            .event_signature(E::SIGNATURE_HASH)
+            .topic1(B256::from(job.job_id))
+            .from_block(job.posted_block);
+        let logs: Vec<Log> = self
+            .chain
+            .provider
+            .get_logs(&filter)
+            .await
+            .map_err(SendError::from)?;
+        Ok(logs
+            .iter()
+            .find_map(|log| log.log_decode::<E>().ok().map(|l| l.inner.data)))
+    }
+
+    /// Stage `Posted`: check eligibility against the chain and accept.
+    async fn accept(&self, job: &JobRow) -> Result<(), StepError> {
+        let job_id = job.job_id;
+        match self.chain_status(job_id).await? {
+            status::POSTED => {}
+            status::ACCEPTED => return self.adopt_acceptance(job).await,
+            status => {
+                self.store
+                    .set_stage(
+                        job_id,
+                        Stage::Closed,
+                        Some(&format!("on-chain status {status}")),
+                    )
+                    .await?;
+                return Ok(());
+            }
+        }
+        let now = self.block_timestamp().await?;
+        let deadline = job.job.spec.deadline;
+        if deadline < now + self.config.min_deadline.as_secs() {
+            return Err(StepError::Refused(format!(
+                "deadline {deadline} too close (now {now})"
+            )));
+        }
+        let prompt_ids = self.render(job).await?;
+        let spec = &job.job.spec;
+        if prompt_ids.len() > spec.maxInputTokens as usize {
+            return Err(StepError::Refused(format!(
+                "prompt has {} tokens, the job pays for {}",
+                prompt_ids.len(),
+                spec.maxInputTokens
+            )));
+        }
+        let collateral = job.job.escrow * U256::from(job.job.collateralBps) / U256::from(10_000);
+        let free = self
+            .chain
+            .staking
+            .freeStake(self.chain.address, EXECUTOR_ROLE)
+            .call()
+            .await
+            .map_err(|e| SendError::Chain(e.into()))?;
+        if free < collateral {
+            // Stake may free up when other jobs finish: stay posted and look again later.
+            return Err(StepError::Later(format!(
+                "free stake {free} below the collateral {collateral}"
+            )));
+        }
+        let call = self.chain.escrow.acceptJob(job_id, job.job.clone());
+        let receipt = self
+            .chain
+            .send("accept", Some(job_id), call.into_transaction_request())
+            .await
+            .map_err(|error| match error {
+                // Someone else was faster, or the job changed: not ours.
+                SendError::Chain(e) => StepError::Refused(e.to_string()),
+                other => StepError::Send(other),
+            })?;
+        let accepted = receipt
+            .decoded_log::<JobEscrow::JobAccepted>()
+            .map(|log| log.data.assignment)
+            .ok_or_else(|| StepError::Refused("accept emitted no JobAccepted".into()))?;
+        self.store.set_accepted(job_id, &accepted).await?;
+        tracing::info!(job_id = %job_id, tx_hash = %receipt.transaction_hash, block = receipt.block_number, collateral = %accepted.collateral, "job accepted");
+        metrics::counter!("infera_executor_jobs_total", "outcome" => "accepted").increment(1);
+        self.crash_point("accepted");
+        Ok(())
+    }
+
+    /// The chain says the job is accepted while the store says posted: our accept was mined
+    /// just before a crash, or another executor took it.
+    async fn adopt_acceptance(&self, job: &JobRow) -> Result<(), StepError> {
+        match self.job_event::<JobEscrow::JobAccepted>(job).await? {
+            Some(event) if event.executor == self.chain.address => {
+                tracing::info!(job_id = %job.job_id, "resuming a job accepted before a restart");
+                self.store
+                    .set_accepted(job.job_id, &event.assignment)
+                    .await?;
+            }
+            Some(event) => {
+                self.store
+                    .set_stage(
+                        job.job_id,
+                        Stage::Closed,
+                        Some(&format!("accepted by {}", event.executor)),
+                    )
+                    .await?;
+            }
+            None => return Err(StepError::Later("JobAccepted not visible yet".into())),
+        }
+        Ok(())
+    }
+
+    /// Stage `Accepted`: generate with the job's sampler and record the result.
+    async fn generate(&self, job: &JobRow) -> Result<(), StepError> {
+        let job_id = job.job_id;
+        let served = self.served(job).await?;
+        let prompt_ids = self.render(job).await?;
+        let spec = &job.job.spec;
+        let sampler = Sampler::new(spec.sampling.clone().into(), job.job.seed);
+        tracing::info!(job_id = %job_id, prompt_tokens = prompt_ids.len(), max_tokens = spec.maxOutputTokens, "generating");
+        let output = served
+            .engine
+            .generate_all(GenerateRequest {
+                prompt_ids: prompt_ids.clone(),
+                max_tokens: spec.maxOutputTokens,
+                sampler,
+            })
+            .await?;
+        let decode = output
+            .timings
+            .decode_tokens_per_second(output.output_ids.len())
+            .unwrap_or_default();
+        tracing::info!(
+            job_id = %job_id,
+            output_tokens = output.output_ids.len(),
+            finish = ?output.finish_reason,
+            ttft_ms = output.timings.time_to_first_token.as_millis() as u64,
+            decode_tok_s = format!("{decode:.1}"),
+            "generated"
+        );
+        metrics::counter!("infera_executor_output_tokens_total")
+            .increment(output.output_ids.len() as u64);
+        let result = IJobEscrow::Result {
+            inputTokens: prompt_ids.len() as u32,
+            finishReason: output.finish_reason.as_u8(),
+            promptTokensHash: tokens_hash(&prompt_ids),
+            outputTokens: Bytes::from(pack_tokens(&output.output_ids)),
+            output: Bytes::from(output.text.into_bytes()),
+        };
+        self.store.set_generated(job_id, &result).await?;
+        self.crash_point("generated");
+        Ok(())
+    }
+
+    /// Stage `Generated`: submit the stored result (once).
+    async fn submit(&self, job: &JobRow) -> Result<(), StepError> {
+        let job_id = job.job_id;
+        let (Some(assignment), Some(result)) = (&job.assignment, &job.result) else {
+            return Err(StepError::Refused(
+                "generated job without assignment or result".into(),
+            ));
+        };
+        match self.chain_status(job_id).await? {
+            status::ACCEPTED => {}
+            status::SUBMITTED => {
+                // Our submission was mined just before a restart.
+                let Some(event) = self.job_event::<JobEscrow::ResultSubmitted>(job).await? else {
+                    return Err(StepError::Later("ResultSubmitted not visible yet".into()));
+                };
+                self.store.set_submitted(job_id, &event.settlement).await?;
+                tracing::info!(job_id = %job_id, "resumed a result submitted before a restart");
+                return Ok(());
+            }
+            status => {
+                return Err(StepError::Refused(format!(
+                    "on-chain status {status} before submission"
+                )));
+            }
+        }
+        if self.block_timestamp().await? > job.job.spec.deadline {
+            return Err(StepError::Refused(
+                "deadline passed before submission".into(),
+            ));
+        }
+        let call = self.chain.escrow.submitResult(
+            job_id,
+            job.job.clone(),
+            assignment.clone(),
+            result.clone(),
+        );
+        let receipt = self
+            .chain
+            .send("submit", Some(job_id), call.into_transaction_request())
+            .await?;
+        let submitted = receipt
+            .decoded_log::<JobEscrow::ResultSubmitted>()
+            .map(|log| log.data)
+            .ok_or_else(|| StepError::Refused("submit emitted no ResultSubmitted".into()))?;
+        let expected = commitment(&job.job, result)?;
+        if submitted.settlement.commitment != expected {
+            tracing::error!(job_id = %job_id, onchain = %submitted.settlement.commitment, local = %expected, "commitment mismatch");
+        }
+        self.store
+            .set_submitted(job_id, &submitted.settlement)
+            .await?;
+        tracing::info!(
+            job_id = %job_id,
+            tx_hash = %receipt.transaction_hash,
+            block = receipt.block_number,
+            commitment = %submitted.settlement.commitment,
+            payment = %submitted.settlement.payment,
+            "result submitted"
+        );
+        metrics::counter!("infera_executor_jobs_total", "outcome" => "submitted").increment(1);
+        Ok(())
+    }
+
+    // ------------------------------------------------------------------ payment
+
+    /// Finalizes own submitted jobs whose challenge window has passed.
+    async fn finalize_due(&self) -> Result<(), StepError> {
+        let submitted = self.store.jobs_in(&[Stage::Submitted]).await?;
+        if submitted.is_empty() {
+            return Ok(());
+        }
+        let now = self.block_timestamp().await?;
+        for job in submitted {
+            let Some(settlement) = job.settlement.clone() else {
+                continue;
+            };
+            if settlement.challengeEnd > now {
+                continue;
+            }
+            if self.chain_status(job.job_id).await? == status::FINALIZED {
+                self.store
+                    .set_stage(job.job_id, Stage::Finalized, None)
+                    .await?;
+                continue;
+            }
+            let call = self.chain.escrow.finalize(job.job_id, settlement.clone());
+            match self
+                .chain
+                .send(
+                    "finalize",
+                    Some(job.job_id),
+                    call.into_transaction_request(),
+                )
+                .await
+            {
+                Ok(receipt) => {
+                    self.store
+                        .set_stage(job.job_id, Stage::Finalized, None)
+                        .await?;
+                    tracing::info!(job_id = %job.job_id, tx_hash = %receipt.transaction_hash, earned = %(settlement.payment - settlement.validatorFee), "job finalized");
+                    metrics::counter!("infera_executor_jobs_total", "outcome" => "finalized")
+                        .increment(1);
+                }
+                Err(error) if error.is_transient() => return Err(error.into()),
+                Err(error) => {
+                    // Disputed, or finalized by someone else in between: look again next time.
+                    tracing::info!(job_id = %job.job_id, %error, "not finalized yet");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn crash_point(&self, stage: &str) {
+        if self.config.crash_after.as_deref() == Some(stage) {
+            tracing::error!(stage, "crash_after: aborting (fault injection)");
+            std::process::abort();
+        }
+    }
+}
+
+/// The commitment the contract computes for `result` of `job`.
+fn commitment(job: &IJobEscrow::Job, result: &IJobEscrow::Result) -> Result<B256, StepError> {
+    let finish = FinishReason::try_from(result.finishReason)
+        .map_err(|e| StepError::Refused(e.to_string()))?;
+    Ok(CommitmentInput {
+        model_id: job.spec.modelId,
+        sampler_version: job.samplerVersion,
+        sampling: job.spec.sampling.clone().into(),
+        seed: job.seed,
+        prompt_tokens_hash: result.promptTokensHash,
+        output_tokens_hash: alloy::primitives::keccak256(&result.outputTokens),
+        finish_reason: finish,
+    }
+    .commitment())
+}

@@ -1,0 +1,449 @@
+//! The Infera executor: a miner's node.
+//!
+//! On start it loads its models (each checked against the model registry's sha256 before
+//! loading), makes sure it is staked, registered and priced on-chain, then serves:
+//! - the **on-chain job market** ([`jobs`]): it accepts jobs it can serve, generates with the
+//!   verifiable sampler, submits the result with its commitment and finalizes after the
+//!   challenge window — resuming exactly where it was after a crash ([`store`], [`chain`]);
+//! - **gateways** over HTTP ([`http`]): signed requests from allow-listed gateways, streamed back
+//!   token by token and closed with an EIP-712 receipt; `/health`; `/metrics`.
+//!
+//! [`run`] is the whole of `infera executor`; [`withdraw`] pulls the earnings.
+
+pub mod chain;
+pub mod config;
+mod hardware;
+pub mod http;
+pub mod jobs;
+pub mod store;
+
+use std::{
+    collections::{HashMap, HashSet},
+    future::Future,
+    net::SocketAddr,
+    sync::{Arc, OnceLock},
+};
+
+use alloy::{
+    primitives::{Address, B256, U256},
+    signers::local::PrivateKeySigner,
+};
+use infera_chain::{
+    deploy::ChainError,
+    keys::{self, KeyError},
+    market::EXECUTOR_ROLE,
+};
+use infera_engine::{DeviceKind, Engine, EngineConfig, EngineError};
+use infera_protocol::{SAMPLER_VERSION, models::DEFAULT_MODEL, receipt};
+
+pub use config::{ConfigError, ExecutorConfig, ModelConfig};
+
+use crate::{
+    chain::{Chain, SendError},
+    jobs::{JobLoop, LoopConfig, Served},
+    store::{Store, StoreError},
+};
+
+/// Why the executor stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecutorError {
+    /// The configuration is incomplete or invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The signing key could not be loaded.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// A model could not be served.
+    #[error("model {name}: {reason}")]
+    Model {
+        /// The model's registry name.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+    /// A model failed to load (missing, corrupt or refused by mistral.rs).
+    #[error("model {name}: {source}")]
+    Engine {
+        /// The model's registry name.
+        name: String,
+        /// Why.
+        source: EngineError,
+    },
+    /// The chain refused or could not be reached.
+    #[error(transparent)]
+    Chain(#[from] SendError),
+    /// The executor's database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The HTTP endpoint could not listen.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+impl From<ChainError> for ExecutorError {
+    fn from(error: ChainError) -> Self {
+        Self::Chain(SendError::Chain(error))
+    }
+}
+
+/// The process-wide Prometheus recorder (installed once; later executors in the same process, as
+/// in tests, share it).
+fn metrics_handle() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
+    static HANDLE: OnceLock<Option<metrics_exporter_prometheus::PrometheusHandle>> =
+        OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            metrics_exporter_prometheus::PrometheusBuilder::new()
+                .install_recorder()
+                .ok()
+        })
+        .clone()
+}
+
+/// A started executor: models loaded, registered on-chain, listening.
+#[derive(Debug)]
+pub struct Executor {
+    config: ExecutorConfig,
+    chain: Arc<Chain>,
+    signer: PrivateKeySigner,
+    served: HashMap<B256, Served>,
+    listener: tokio::net::TcpListener,
+    local_addr: SocketAddr,
+}
+
+impl Executor {
+    /// Loads the key, the models and the database, recovers transactions sent before a crash, and
+    /// makes sure the executor is staked, registered and priced on-chain.
+    ///
+    /// # Errors
+    /// [`ExecutorError`] naming what is missing or refused.
+    pub async fn start(config: ExecutorConfig) -> Result<Self, ExecutorError> {
+        let signer = keys::load_signer(config.private_key_file.as_deref())?;
+        Self::start_with_signer(config, signer).await
+    }
+
+    /// [`Executor::start`] with a signer at hand (the devnet passes a dev account's) instead of
+    /// the configured key.
+    ///
+    /// # Errors
+    /// [`ExecutorError`] naming what is missing or refused.
+    pub async fn start_with_signer(
+        config: ExecutorConfig,
+        signer: PrivateKeySigner,
+    ) -> Result<Self, ExecutorError> {
+        let job_escrow = config.job_escrow.ok_or_else(|| {
+            ConfigError::Invalid(
+                "job_escrow is required (the address `infera devnet` prints)".into(),
+            )
+        })?;
+        let store = Store::open(&config.database).await?;
+        let crash_on_submit =
+            (config.crash_after.as_deref() == Some("submitting")).then(|| "submit".to_owned());
+        let chain = Chain::connect(&config.rpc_url, job_escrow, signer.clone(), store)
+            .await?
+            .crash_after_broadcast(crash_on_submit);
+        tracing::info!(executor = %chain.address, chain_id = chain.chain_id, %job_escrow, "executor starting");
+        for (tx, receipt) in chain.recover().await? {
+            tracing::info!(tx_hash = %tx.tx_hash, kind = tx.kind, block = receipt.block_number, success = receipt.status(), "recovered a transaction sent before a restart");
+        }
+
+        let device = parse_device(&config.device)?;
+        let mut served = HashMap::new();
+        for model in &config.models {
+            served.insert(
+                model.id(),
+                load_model(&chain, &config, model, device).await?,
+            );
+        }
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| ExecutorError::Listen {
+                addr: config.listen,
+                source,
+            })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| ExecutorError::Listen {
+                addr: config.listen,
+                source,
+            })?;
+        let executor = Self {
+            chain: Arc::new(chain),
+            signer,
+            served,
+            listener,
+            local_addr,
+            config,
+        };
+        executor.register().await?;
+        Ok(executor)
+    }
+
+    /// The executor's address.
+    pub fn address(&self) -> Address {
+        self.chain.address
+    }
+
+    /// Where the HTTP endpoint listens.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The URL registered on-chain.
+    fn endpoint(&self) -> String {
+        self.config
+            .endpoint
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.local_addr))
+    }
+
+    /// Stakes up to the configured amount, registers the endpoint and hardware, sets prices.
+    async fn register(&self) -> Result<(), ExecutorError> {
+        let chain = &self.chain;
+        let me = chain.address;
+        let staked = U256::from(
+            chain
+                .staking
+                .stakeOf(me, EXECUTOR_ROLE)
+                .call()
+                .await
+                .map_err(ChainError::from)?
+                .staked,
+        );
+        if staked < self.config.stake {
+            let missing = self.config.stake - staked;
+            let balance = chain
+                .token
+                .balanceOf(me)
+                .call()
+                .await
+                .map_err(ChainError::from)?;
+            if balance < missing {
+                return Err(ExecutorError::Config(ConfigError::Invalid(format!(
+                    "stake {} wanted, {staked} staked, but only {balance} tokens to add",
+                    self.config.stake
+                ))));
+            }
+            let approve = chain.token.approve(*chain.staking.address(), missing);
+            chain
+                .send("approve", None, approve.into_transaction_request())
+                .await?;
+            let stake = chain.staking.stake(EXECUTOR_ROLE, missing);
+            chain
+                .send("stake", None, stake.into_transaction_request())
+                .await?;
+            tracing::info!(added = %missing, total = %self.config.stake, "staked");
+        }
+        let endpoint = self.endpoint();
+        let hardware = self
+            .config
+            .hardware
+            .clone()
+            .unwrap_or_else(|| hardware::profile(&self.config.device));
+        let profile = chain
+            .staking
+            .executorProfile(me)
+            .call()
+            .await
+            .map_err(ChainError::from)?;
+        if !profile.registered || profile.endpoint != endpoint || profile.hardware != hardware {
+            let call = chain
+                .staking
+                .registerExecutor(endpoint.clone(), hardware.clone());
+            chain
+                .send("register", None, call.into_transaction_request())
+                .await?;
+            tracing::info!(endpoint, hardware, "registered");
+        }
+        for (id, served) in &self.served {
+            let price = chain
+                .staking
+                .priceOf(me, *id)
+                .call()
+                .await
+                .map_err(ChainError::from)?;
+            if !price.active
+                || price.inputPerMillion != served.input_price
+                || price.outputPerMillion != served.output_price
+            {
+                let call = chain
+                    .staking
+                    .setPrice(*id, served.input_price, served.output_price);
+                chain
+                    .send("price", None, call.into_transaction_request())
+                    .await?;
+                tracing::info!(model_id = %id, input_price = served.input_price, output_price = served.output_price, "price set");
+            }
+        }
+        Ok(())
+    }
+
+    /// Serves jobs and gateway requests until `shutdown` resolves.
+    ///
+    /// # Errors
+    /// [`ExecutorError::Listen`] when the HTTP server fails.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), ExecutorError> {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let job_loop = JobLoop::new(
+            Arc::clone(&self.chain),
+            self.served.clone(),
+            LoopConfig {
+                max_jobs: self.config.max_jobs,
+                min_deadline: std::time::Duration::from_secs(self.config.min_deadline_secs),
+                auto_finalize: self.config.auto_finalize,
+                poll_interval: self.config.poll_interval(),
+                start_block: self.config.start_block,
+                crash_after: self.config.crash_after.clone(),
+            },
+        );
+        let jobs = tokio::spawn(job_loop.run(stopped.clone()));
+        let state = Arc::new(http::HttpState {
+            served: self.served.clone(),
+            store: self.chain.store().clone(),
+            signer: self.signer.clone(),
+            domain: receipt::domain(self.chain.chain_id, *self.chain.escrow.address()),
+            gateways: self.config.gateways.iter().copied().collect::<HashSet<_>>(),
+            chain_id: self.chain.chain_id,
+            metrics: metrics_handle(),
+        });
+        tracing::info!(listen = %self.local_addr, executor = %self.chain.address, "serving");
+        let mut http_stopped = stopped;
+        let served =
+            axum::serve(self.listener, http::router(state)).with_graceful_shutdown(async move {
+                let _ = http_stopped.changed().await;
+            });
+        let server = tokio::spawn(async move { served.await });
+        shutdown.await;
+        tracing::info!("executor stopping");
+        let _ = stop.send(true);
+        let _ = jobs.await;
+        server
+            .await
+            .map_err(|e| ExecutorError::Listen {
+                addr: self.local_addr,
+                source: std::io::Error::other(e),
+            })?
+            .map_err(|source| ExecutorError::Listen {
+                addr: self.local_addr,
+                source,
+            })
+    }
+}
+
+/// `infera executor`: start, then serve until `shutdown` resolves.
+///
+/// # Errors
+/// [`ExecutorError`].
+pub async fn run(
+    config: ExecutorConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ExecutorError> {
+    Executor::start(config).await?.serve(shutdown).await
+}
+
+/// `infera executor withdraw`: pulls the executor's credited earnings from the escrow. Returns the
+/// amount (zero when there was nothing to withdraw).
+///
+/// # Errors
+/// [`ExecutorError`].
+pub async fn withdraw(config: ExecutorConfig) -> Result<U256, ExecutorError> {
+    let signer = keys::load_signer(config.private_key_file.as_deref())?;
+    let job_escrow = config
+        .job_escrow
+        .ok_or_else(|| ConfigError::Invalid("job_escrow is required".into()))?;
+    let store = Store::open(&config.database).await?;
+    let chain = Chain::connect(&config.rpc_url, job_escrow, signer, store).await?;
+    chain.recover().await?;
+    let credits = chain
+        .escrow
+        .credits(chain.address)
+        .call()
+        .await
+        .map_err(ChainError::from)?;
+    if credits.is_zero() {
+        return Ok(U256::ZERO);
+    }
+    let receipt = chain
+        .send(
+            "withdraw",
+            None,
+            chain.escrow.withdraw().into_transaction_request(),
+        )
+        .await?;
+    tracing::info!(amount = %credits, tx_hash = %receipt.transaction_hash, "withdrawn");
+    Ok(credits)
+}
+
+fn parse_device(device: &str) -> Result<DeviceKind, ExecutorError> {
+    let invalid = || ConfigError::Invalid(format!("device {device:?}: expected cpu or cuda:N"));
+    match device {
+        "cpu" => Ok(DeviceKind::Cpu),
+        other => {
+            let ordinal = other
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(invalid)?;
+            Ok(DeviceKind::Cuda(ordinal))
+        }
+    }
+}
+
+/// Checks `model` against the registry and loads it.
+async fn load_model(
+    chain: &Chain,
+    config: &ExecutorConfig,
+    model: &ModelConfig,
+    device: DeviceKind,
+) -> Result<Served, ExecutorError> {
+    let fail = |reason: String| ExecutorError::Model {
+        name: model.name.clone(),
+        reason,
+    };
+    let entry = chain.registry.model(model.id()).call().await.map_err(|e| {
+        fail(format!(
+            "not in the model registry ({})",
+            ChainError::from(e)
+        ))
+    })?;
+    if !entry.terms.active {
+        return Err(fail("inactive in the model registry".into()));
+    }
+    if entry.terms.samplerVersion != SAMPLER_VERSION {
+        return Err(fail(format!(
+            "registry wants sampler version {}, this executor implements {SAMPLER_VERSION}",
+            entry.terms.samplerVersion
+        )));
+    }
+    let path = ExecutorConfig::model_path(model).map_err(|e| ExecutorError::Engine {
+        name: model.name.clone(),
+        source: e.into(),
+    })?;
+    let size = (entry.weightsSha256 == DEFAULT_MODEL.sha256).then_some(DEFAULT_MODEL.size);
+    let engine = Engine::load(EngineConfig {
+        max_running: config.max_running,
+        max_queued: config.max_queued,
+        device,
+        ..EngineConfig::new(path, entry.weightsSha256, size)
+    })
+    .await
+    .map_err(|source| ExecutorError::Engine {
+        name: model.name.clone(),
+        source,
+    })?;
+    let context = engine
+        .context_length()
+        .map_or(entry.terms.maxContext as usize, |c| {
+            c.min(entry.terms.maxContext as usize)
+        });
+    Ok(Served {
+        engine: Arc::new(engine),
+        input_price: model.input_price,
+        output_price: model.output_price,
+        context,
+    })
+}

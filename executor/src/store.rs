@@ -1,0 +1,631 @@
+//! The executor's state in SQLite: the chain cursor, every job seen and its stage, the write-ahead
+//! log of signed transactions, and the gateway request ids already served.
+//!
+//! Job terms are kept exactly as the contracts emitted them (ABI-encoded), so every later step can
+//! pass them back to the escrow unchanged.
+
+use std::{path::Path, str::FromStr, time::Duration};
+
+use alloy::{
+    primitives::{B256, Bytes, U256},
+    sol_types::SolValue,
+};
+use infera_protocol::bindings::IJobEscrow;
+use sqlx::{
+    Row,
+    sqlite::{
+        SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    },
+};
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database failed.
+    #[error("executor database: {0}")]
+    Sql(#[from] sqlx::Error),
+    /// Migrations failed.
+    #[error("executor database migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A stored value could not be decoded (the file was changed by something else).
+    #[error("executor database holds an unreadable {what} for job {job_id}")]
+    Corrupt {
+        /// What could not be read.
+        what: &'static str,
+        /// The job.
+        job_id: String,
+    },
+}
+
+/// Where a job is, from this executor's point of view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stage {
+    /// Seen and possibly servable; not yet accepted.
+    Posted,
+    /// Accepted and bound to this executor.
+    Accepted,
+    /// Generated; the result waits to be submitted.
+    Generated,
+    /// Result on-chain; waits for its challenge window.
+    Submitted,
+    /// Paid (credited in the escrow).
+    Finalized,
+    /// Not for this executor (the reason says why).
+    Ignored,
+    /// Taken by another executor, cancelled or expired before this one got it.
+    Closed,
+    /// Could not be completed (the reason says why).
+    Failed,
+}
+
+impl Stage {
+    /// Its name in the database.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Posted => "posted",
+            Self::Accepted => "accepted",
+            Self::Generated => "generated",
+            Self::Submitted => "submitted",
+            Self::Finalized => "finalized",
+            Self::Ignored => "ignored",
+            Self::Closed => "closed",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// Whether nothing more will happen to the job.
+    pub const fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            Self::Finalized | Self::Ignored | Self::Closed | Self::Failed
+        )
+    }
+}
+
+impl FromStr for Stage {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, ()> {
+        Ok(match s {
+            "posted" => Self::Posted,
+            "accepted" => Self::Accepted,
+            "generated" => Self::Generated,
+            "submitted" => Self::Submitted,
+            "finalized" => Self::Finalized,
+            "ignored" => Self::Ignored,
+            "closed" => Self::Closed,
+            "failed" => Self::Failed,
+            _ => return Err(()),
+        })
+    }
+}
+
+/// A job as stored.
+#[derive(Debug, Clone)]
+pub struct JobRow {
+    /// The escrow's job id.
+    pub job_id: U256,
+    /// Where it is.
+    pub stage: Stage,
+    /// Its terms as posted.
+    pub job: IJobEscrow::Job,
+    /// The prompt bytes as posted.
+    pub prompt: Bytes,
+    /// The assignment, once accepted.
+    pub assignment: Option<IJobEscrow::Assignment>,
+    /// The result, once generated.
+    pub result: Option<IJobEscrow::Result>,
+    /// The settlement, once submitted.
+    pub settlement: Option<IJobEscrow::Settlement>,
+    /// Why it was ignored, closed or failed.
+    pub reason: Option<String>,
+    /// The block it was posted in.
+    pub posted_block: u64,
+}
+
+/// A new job found on-chain.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    /// The escrow's job id.
+    pub job_id: U256,
+    /// Its terms.
+    pub job: IJobEscrow::Job,
+    /// Its prompt.
+    pub prompt: Bytes,
+    /// The block it was posted in.
+    pub block: u64,
+    /// Its first stage: `Posted`, or `Ignored` with a reason.
+    pub stage: Stage,
+    /// Why it is ignored.
+    pub reason: Option<String>,
+}
+
+/// A signed transaction, logged before it is broadcast.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxRecord {
+    /// Its nonce (one transaction per nonce).
+    pub nonce: u64,
+    /// What it does (`accept`, `submit`, …).
+    pub kind: String,
+    /// The job it is for.
+    pub job_id: Option<U256>,
+    /// Its hash.
+    pub tx_hash: B256,
+    /// The signed bytes.
+    pub raw: Bytes,
+}
+
+/// The executor's database.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+impl Store {
+    /// Opens (creating when missing) the database at `path` and migrates it.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the file cannot be opened or migrated.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // A job's stage must survive a crash the moment it is written.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// The next block to scan, if any was scanned.
+    pub async fn next_block(&self) -> Result<Option<u64>, StoreError> {
+        let row = sqlx::query("SELECT next_block FROM cursor WHERE id = 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.get::<i64, _>(0) as u64))
+    }
+
+    /// Records what a scan found — new jobs, jobs closed by others — and moves the cursor to
+    /// `next_block`, all in one transaction: a crash either keeps all of it or none.
+    pub async fn record_scan(
+        &self,
+        jobs: &[NewJob],
+        closed: &[(U256, String)],
+        next_block: u64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for job in jobs {
+            sqlx::query(
+                "INSERT INTO jobs (job_id, stage, job, prompt, reason, posted_block, updated_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (job_id) DO NOTHING",
+            )
+            .bind(job.job_id.to_string())
+            .bind(job.stage.as_str())
+            .bind(job.job.abi_encode())
+            .bind(job.prompt.to_vec())
+            .bind(job.reason.as_deref())
+            .bind(job.block as i64)
+            .bind(now())
+            .execute(&mut *tx)
+            .await?;
+        }
+        for (job_id, reason) in closed {
+            // Only jobs this executor has not taken can be closed by others' events.
+            sqlx::query(
+                "UPDATE jobs SET stage = 'closed', reason = ?, updated_at = ?
+                 WHERE job_id = ? AND stage = 'posted'",
+            )
+            .bind(reason)
+            .bind(now())
+            .bind(job_id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(
+            "INSERT INTO cursor (id, next_block) VALUES (1, ?)
+             ON CONFLICT (id) DO UPDATE SET next_block = excluded.next_block",
+        )
+        .bind(next_block as i64)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Jobs in any of `stages`, oldest first.
+    pub async fn jobs_in(&self, stages: &[Stage]) -> Result<Vec<JobRow>, StoreError> {
+        let mut rows = Vec::new();
+        for stage in stages {
+            let found = sqlx::query(
+                "SELECT job_id, stage, job, prompt, assignment, result, settlement, reason, posted_block
+                 FROM jobs WHERE stage = ? ORDER BY posted_block, job_id",
+            )
+            .bind(stage.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+            for row in found {
+                rows.push(decode_row(&row)?);
+            }
+        }
+        rows.sort_by_key(|r| r.job_id);
+        Ok(rows)
+    }
+
+    /// One job.
+    pub async fn job(&self, job_id: U256) -> Result<Option<JobRow>, StoreError> {
+        let row = sqlx::query(
+            "SELECT job_id, stage, job, prompt, assignment, result, settlement, reason, posted_block
+             FROM jobs WHERE job_id = ?",
+        )
+        .bind(job_id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(decode_row).transpose()
+    }
+
+    /// Moves a job to `stage` with an optional reason.
+    pub async fn set_stage(
+        &self,
+        job_id: U256,
+        stage: Stage,
+        reason: Option<&str>,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE jobs SET stage = ?, reason = ?, updated_at = ? WHERE job_id = ?")
+            .bind(stage.as_str())
+            .bind(reason)
+            .bind(now())
+            .bind(job_id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Stores the assignment and moves the job to `Accepted`.
+    pub async fn set_accepted(
+        &self,
+        job_id: U256,
+        assignment: &IJobEscrow::Assignment,
+    ) -> Result<(), StoreError> {
+        self.advance(
+            "UPDATE jobs SET assignment = ?, stage = 'accepted', reason = NULL, updated_at = ?
+             WHERE job_id = ?",
+            job_id,
+            assignment.abi_encode(),
+        )
+        .await
+    }
+
+    /// Stores the result and moves the job to `Generated`.
+    pub async fn set_generated(
+        &self,
+        job_id: U256,
+        result: &IJobEscrow::Result,
+    ) -> Result<(), StoreError> {
+        self.advance(
+            "UPDATE jobs SET result = ?, stage = 'generated', reason = NULL, updated_at = ?
+             WHERE job_id = ?",
+            job_id,
+            result.abi_encode(),
+        )
+        .await
+    }
+
+    /// Stores the settlement and moves the job to `Submitted`.
+    pub async fn set_submitted(
+        &self,
+        job_id: U256,
+        settlement: &IJobEscrow::Settlement,
+    ) -> Result<(), StoreError> {
+        self.advance(
+            "UPDATE jobs SET settlement = ?, stage = 'submitted', reason = NULL, updated_at = ?
+             WHERE job_id = ?",
+            job_id,
+            settlement.abi_encode(),
+        )
+        .await
+    }
+
+    /// Runs one of the stage updates above: `sql` binds the value, the time and the job id.
+    async fn advance(
+        &self,
+        sql: &'static str,
+        job_id: U256,
+        value: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(sql)
+            .bind(value)
+            .bind(now())
+            .bind(job_id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Counts jobs per stage (for /health and metrics).
+    pub async fn stage_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query("SELECT stage, COUNT(*) FROM jobs GROUP BY stage ORDER BY stage")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1)))
+            .collect())
+    }
+
+    // ------------------------------------------------------------ transactions
+
+    /// Logs a signed transaction before it is broadcast.
+    pub async fn log_tx(&self, tx: &TxRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO txs (nonce, kind, job_id, tx_hash, raw, status) VALUES (?, ?, ?, ?, ?, 'pending')
+             ON CONFLICT (nonce) DO UPDATE SET kind = excluded.kind, job_id = excluded.job_id,
+               tx_hash = excluded.tx_hash, raw = excluded.raw, status = 'pending'",
+        )
+        .bind(tx.nonce as i64)
+        .bind(&tx.kind)
+        .bind(tx.job_id.map(|id| id.to_string()))
+        .bind(tx.tx_hash.to_string())
+        .bind(tx.raw.to_vec())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Marks a logged transaction `mined`, `reverted` or `dropped`.
+    pub async fn set_tx_status(&self, nonce: u64, status: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE txs SET status = ? WHERE nonce = ?")
+            .bind(status)
+            .bind(nonce as i64)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Transactions logged but not known to be mined, by nonce.
+    pub async fn pending_txs(&self) -> Result<Vec<TxRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT nonce, kind, job_id, tx_hash, raw FROM txs WHERE status = 'pending' ORDER BY nonce",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let corrupt = || StoreError::Corrupt {
+                    what: "transaction",
+                    job_id: row.get::<Option<String>, _>(2).unwrap_or_default(),
+                };
+                Ok(TxRecord {
+                    nonce: row.get::<i64, _>(0) as u64,
+                    kind: row.get(1),
+                    job_id: row
+                        .get::<Option<String>, _>(2)
+                        .map(|id| U256::from_str(&id).map_err(|_| corrupt()))
+                        .transpose()?,
+                    tx_hash: row.get::<String, _>(3).parse().map_err(|_| corrupt())?,
+                    raw: Bytes::from(row.get::<Vec<u8>, _>(4)),
+                })
+            })
+            .collect()
+    }
+
+    /// How many transactions of `kind` for `job_id` are logged (any status).
+    pub async fn tx_count(&self, job_id: U256, kind: &str) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query("SELECT COUNT(*) FROM txs WHERE job_id = ? AND kind = ?")
+                .bind(job_id.to_string())
+                .bind(kind)
+                .fetch_one(&self.pool)
+                .await?
+                .get(0),
+        )
+    }
+
+    // ------------------------------------------------------------ gateway requests
+
+    /// Claims a gateway request id; `false` when it was seen before.
+    pub async fn claim_request(&self, request_id: B256) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO gateway_requests (request_id, received_at) VALUES (?, ?)
+             ON CONFLICT (request_id) DO NOTHING",
+        )
+        .bind(request_id.to_string())
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+}
+
+fn decode_row(row: &sqlx::sqlite::SqliteRow) -> Result<JobRow, StoreError> {
+    let job_id: String = row.get(0);
+    let corrupt = |what| StoreError::Corrupt {
+        what,
+        job_id: job_id.clone(),
+    };
+    fn blob<T: SolValue + From<<T::SolType as alloy::sol_types::SolType>::RustType>>(
+        bytes: Option<Vec<u8>>,
+    ) -> Result<Option<T>, ()> {
+        bytes.map(|b| T::abi_decode(&b).map_err(|_| ())).transpose()
+    }
+    Ok(JobRow {
+        job_id: U256::from_str(&job_id).map_err(|_| corrupt("job id"))?,
+        stage: row
+            .get::<String, _>(1)
+            .parse()
+            .map_err(|()| corrupt("stage"))?,
+        job: blob(Some(row.get(2)))
+            .ok()
+            .flatten()
+            .ok_or_else(|| corrupt("job"))?,
+        prompt: Bytes::from(row.get::<Vec<u8>, _>(3)),
+        assignment: blob(row.get(4)).map_err(|()| corrupt("assignment"))?,
+        result: blob(row.get(5)).map_err(|()| corrupt("result"))?,
+        settlement: blob(row.get(6)).map_err(|()| corrupt("settlement"))?,
+        reason: row.get(7),
+        posted_block: row.get::<i64, _>(8) as u64,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy::primitives::Address;
+
+    async fn store(name: &str) -> Store {
+        let dir = std::env::temp_dir().join(format!("infera-store-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Store::open(&dir.join("executor.db")).await.unwrap()
+    }
+
+    fn job(requester: u8) -> IJobEscrow::Job {
+        IJobEscrow::Job {
+            spec: IJobEscrow::JobSpec {
+                modelId: B256::repeat_byte(1),
+                executor: Address::ZERO,
+                callback: Address::ZERO,
+                callbackGasLimit: 0,
+                maxInputTokens: 256,
+                maxOutputTokens: 32,
+                maxInputPrice: 1_000_000,
+                maxOutputPrice: 2_000_000,
+                deadline: 1_800_000_000,
+                sampling: infera_protocol::SamplingParams::GREEDY.into(),
+            },
+            requester: Address::repeat_byte(requester),
+            promptHash: B256::repeat_byte(2),
+            seed: B256::repeat_byte(9),
+            samplerVersion: 1,
+            minExecutorStake: alloy::primitives::aliases::U96::from(100u64),
+            validatorFeeBps: 500,
+            collateralBps: 20_000,
+            challengeWindow: 600,
+            disputeWindow: 3_600,
+            escrow: U256::from(1_024),
+        }
+    }
+
+    fn new_job(id: u64, stage: Stage) -> NewJob {
+        NewJob {
+            job_id: U256::from(id),
+            job: job(id as u8),
+            prompt: Bytes::from_static(b"hi"),
+            block: 10 + id,
+            stage,
+            reason: (stage == Stage::Ignored).then(|| "model not served".into()),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_job_moves_through_its_stages_and_survives_reopening() {
+        let store = store("stages").await;
+        assert_eq!(store.next_block().await.unwrap(), None);
+        store
+            .record_scan(
+                &[new_job(1, Stage::Posted), new_job(2, Stage::Ignored)],
+                &[],
+                20,
+            )
+            .await
+            .unwrap();
+        assert_eq!(store.next_block().await.unwrap(), Some(20));
+        let posted = store.jobs_in(&[Stage::Posted]).await.unwrap();
+        assert_eq!(posted.len(), 1);
+        assert_eq!(posted[0].job, job(1));
+        assert_eq!(posted[0].posted_block, 11);
+
+        let assignment = IJobEscrow::Assignment {
+            executor: Address::repeat_byte(3),
+            inputPrice: 1,
+            outputPrice: 2,
+            collateral: U256::from(2_048),
+        };
+        store
+            .set_accepted(U256::from(1), &assignment)
+            .await
+            .unwrap();
+        let result = IJobEscrow::Result {
+            inputTokens: 5,
+            finishReason: 1,
+            promptTokensHash: B256::repeat_byte(4),
+            outputTokens: Bytes::from_static(&[0, 0, 0, 7]),
+            output: Bytes::from_static(b"x"),
+        };
+        store.set_generated(U256::from(1), &result).await.unwrap();
+        let row = store.job(U256::from(1)).await.unwrap().unwrap();
+        assert_eq!(row.stage, Stage::Generated);
+        assert_eq!(row.assignment, Some(assignment));
+        assert_eq!(row.result, Some(result));
+
+        // A second scan finding the same job again changes nothing; others' events close only
+        // jobs this executor has not taken.
+        store
+            .record_scan(
+                &[new_job(1, Stage::Posted), new_job(3, Stage::Posted)],
+                &[
+                    (U256::from(1), "cancelled".into()),
+                    (U256::from(3), "accepted by 0x..".into()),
+                ],
+                30,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            store.job(U256::from(1)).await.unwrap().unwrap().stage,
+            Stage::Generated
+        );
+        let closed = store.job(U256::from(3)).await.unwrap().unwrap();
+        assert_eq!(
+            (closed.stage, closed.reason.as_deref()),
+            (Stage::Closed, Some("accepted by 0x.."))
+        );
+        let ignored = store.job(U256::from(2)).await.unwrap().unwrap();
+        assert_eq!(ignored.reason.as_deref(), Some("model not served"));
+        let counts = store.stage_counts().await.unwrap();
+        assert_eq!(
+            counts,
+            vec![
+                ("closed".into(), 1),
+                ("generated".into(), 1),
+                ("ignored".into(), 1)
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn the_transaction_log_keeps_what_was_not_mined() {
+        let store = store("txs").await;
+        let tx = |nonce: u64| TxRecord {
+            nonce,
+            kind: "submit".into(),
+            job_id: Some(U256::from(7)),
+            tx_hash: B256::repeat_byte(nonce as u8),
+            raw: Bytes::from(vec![nonce as u8; 3]),
+        };
+        store.log_tx(&tx(0)).await.unwrap();
+        store.log_tx(&tx(1)).await.unwrap();
+        store.set_tx_status(0, "mined").await.unwrap();
+        assert_eq!(store.pending_txs().await.unwrap(), vec![tx(1)]);
+        assert_eq!(store.tx_count(U256::from(7), "submit").await.unwrap(), 2);
+        assert_eq!(store.tx_count(U256::from(7), "accept").await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_gateway_request_id_is_served_once() {
+        let store = store("requests").await;
+        assert!(store.claim_request(B256::repeat_byte(1)).await.unwrap());
+        assert!(!store.claim_request(B256::repeat_byte(1)).await.unwrap());
+        assert!(store.claim_request(B256::repeat_byte(2)).await.unwrap());
+    }
+}

@@ -1,0 +1,125 @@
+//! `infera devnet`: a local chain with the protocol deployed and, when the default model is in
+//! the cache, an executor serving it — one process, one command.
+
+use std::{future::Future, net::SocketAddr, path::PathBuf};
+
+use alloy::primitives::Address;
+use infera_chain::devnet::{self, DevnetConfig, DevnetError, DevnetSummary};
+use infera_executor::{Executor, ExecutorConfig, ExecutorError};
+use infera_protocol::models::DEFAULT_MODEL;
+use serde::Serialize;
+
+/// The dev account the devnet's executor signs with (0 is governance, 1 a requester).
+pub const EXECUTOR_ACCOUNT: usize = 2;
+
+/// What `infera devnet` runs.
+#[derive(Debug, Clone)]
+pub struct LocalConfig {
+    /// The chain.
+    pub devnet: DevnetConfig,
+    /// Start an executor with the default model (skipped, with a warning, when it is not cached).
+    pub executor: bool,
+    /// Where the executor listens.
+    pub executor_listen: SocketAddr,
+}
+
+/// Why the devnet stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    /// The chain could not be started.
+    #[error(transparent)]
+    Devnet(#[from] DevnetError),
+    /// The executor failed.
+    #[error("executor: {0}")]
+    Executor(#[from] ExecutorError),
+}
+
+/// What the devnet prints on stdout.
+#[derive(Debug, Serialize)]
+pub struct LocalSummary {
+    /// The chain, the contracts and the funded accounts.
+    #[serde(flatten)]
+    pub devnet: DevnetSummary,
+    /// The executor, when one runs.
+    pub executor: Option<ExecutorSummary>,
+}
+
+/// The devnet's executor.
+#[derive(Debug, Serialize)]
+pub struct ExecutorSummary {
+    /// Its address (dev account 2).
+    pub address: Address,
+    /// Its HTTP endpoint.
+    pub endpoint: String,
+    /// Its job database.
+    pub database: PathBuf,
+}
+
+/// Runs the devnet until `shutdown` resolves.
+///
+/// # Errors
+/// [`LocalError`] when the chain or the executor cannot start.
+pub async fn run(
+    config: LocalConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), LocalError> {
+    let devnet = devnet::start(&config.devnet).await?;
+    let summary = devnet.summary(config.devnet.funded_accounts);
+    let model_cached = infera_models::cached_path(&DEFAULT_MODEL).is_ok_and(|p| p.exists());
+    let executor = match (
+        config.executor,
+        model_cached,
+        devnet.signer(EXECUTOR_ACCOUNT),
+    ) {
+        (true, true, Some(signer)) => {
+            let dir = std::env::temp_dir().join(format!("infera-devnet-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).map_err(|e| {
+                ExecutorError::Config(infera_executor::ConfigError::Invalid(format!(
+                    "cannot create {}: {e}",
+                    dir.display()
+                )))
+            })?;
+            let executor_config = ExecutorConfig {
+                rpc_url: devnet.anvil.endpoint(),
+                job_escrow: Some(devnet.deployment.job_escrow),
+                database: dir.join("executor.db"),
+                listen: config.executor_listen,
+                start_block: Some(devnet.deployment.deployed_at_block),
+                ..ExecutorConfig::default()
+            };
+            let database = executor_config.database.clone();
+            Some((
+                Executor::start_with_signer(executor_config, signer).await?,
+                database,
+            ))
+        }
+        (true, false, _) => {
+            tracing::warn!(
+                "the default model is not in the cache: run `infera model fetch` (or scripts/setup) to start an executor with the devnet"
+            );
+            None
+        }
+        _ => None,
+    };
+    let printed = LocalSummary {
+        devnet: summary,
+        executor: executor
+            .as_ref()
+            .map(|(executor, database)| ExecutorSummary {
+                address: executor.address(),
+                endpoint: format!("http://{}", executor.local_addr()),
+                database: database.clone(),
+            }),
+    };
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&printed).unwrap_or_default()
+    );
+    match executor {
+        Some((executor, _)) => executor.serve(shutdown).await?,
+        None => shutdown.await,
+    }
+    tracing::info!("devnet stopping");
+    drop(devnet);
+    Ok(())
+}
