@@ -130,7 +130,10 @@ async fn main() -> eyre::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                // mistral.rs logs its whole chat template at info: quiet unless asked for.
+                .unwrap_or_else(|_| {
+                    tracing_subscriber::EnvFilter::new("info,mistralrs_core=warn,mistralrs=warn")
+                }),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -30,7 +30,7 @@ fn spawn(net: &Net, config: &ExecutorConfig, crash_after: Option<&str>) -> Resul
     command
         .args(["executor", "--config"])
         .arg(&path)
-        .env("RUST_LOG", "info")
+        .env("RUST_LOG", "warn,infera_executor=info")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
     if let Some(stage) = crash_after {

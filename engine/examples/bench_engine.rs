@@ -20,6 +20,8 @@ struct Run {
     tokens: usize,
     ttft: Duration,
     decode: Duration,
+    /// Time in the verifiable sampler (zero for plain mistral.rs).
+    sampling: Duration,
 }
 
 impl Run {
@@ -86,6 +88,7 @@ async fn raw(engine: &Engine, prompt_ids: &[u32], max_tokens: usize) -> Result<R
         tokens,
         ttft: first - started,
         decode: last - first,
+        sampling: Duration::ZERO,
     })
 }
 
@@ -105,6 +108,7 @@ async fn ours(
         })
         .await?;
     let (mut first, mut last, mut tokens) = (None, started, 0usize);
+    let mut sampling = Duration::ZERO;
     while let Some(event) = generation.next().await {
         match event? {
             Event::Token { .. } => {
@@ -113,7 +117,10 @@ async fn ours(
                 last = now;
                 tokens += 1;
             }
-            Event::Done(_) => break,
+            Event::Done(output) => {
+                sampling = output.timings.sampling;
+                break;
+            }
         }
     }
     let first = first.ok_or_else(|| eyre!("no tokens"))?;
@@ -121,19 +128,8 @@ async fn ours(
         tokens,
         ttft: first - started,
         decode: last - first,
+        sampling,
     })
-}
-
-/// Mean cost of one `Sampler::sample` call on `vocab` logits shaped like a model's.
-fn sampler_cost(sampler: Sampler, vocab: usize, calls: u32) -> Duration {
-    let logits: Vec<f32> = (0..vocab)
-        .map(|i| ((i as f32 * 0.618).sin() * 6.0) - if i % 1000 == 7 { 0.0 } else { 4.0 })
-        .collect();
-    let started = Instant::now();
-    for t in 0..calls {
-        std::hint::black_box(sampler.sample(t, std::hint::black_box(&logits)).ok());
-    }
-    started.elapsed() / calls
 }
 
 #[tokio::main]
@@ -171,11 +167,22 @@ async fn main() -> Result<()> {
     raw(&engine, &prompt_ids, 8).await?;
     ours(&engine, &prompt_ids, 8, greedy).await?;
 
-    let (mut raw_runs, mut greedy_runs, mut sampled_runs) = (Vec::new(), Vec::new(), Vec::new());
+    // T = 1 without filters: every token is a candidate (the sampler's most expensive case).
+    let full = Sampler::new(
+        SamplingParams {
+            temperature_ppm: 1_000_000,
+            top_k: 0,
+            top_p_ppm: 0,
+        },
+        B256::repeat_byte(0x5f),
+    );
+    let (mut raw_runs, mut greedy_runs, mut sampled_runs, mut full_runs) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..rounds {
         raw_runs.push(raw(&engine, &prompt_ids, max_tokens).await?);
         greedy_runs.push(ours(&engine, &prompt_ids, max_tokens, greedy).await?);
         sampled_runs.push(ours(&engine, &prompt_ids, max_tokens, sampled).await?);
+        full_runs.push(ours(&engine, &prompt_ids, max_tokens, full).await?);
     }
     let tok_s = |runs: &[Run]| median(runs.iter().map(Run::tok_s).collect());
     let ttft_ms = |runs: &[Run]| median(runs.iter().map(|r| r.ttft.as_secs_f64() * 1e3).collect());
@@ -183,18 +190,19 @@ async fn main() -> Result<()> {
     let (raw_tok_s, greedy_tok_s, sampled_tok_s) =
         (tok_s(&raw_runs), tok_s(&greedy_runs), tok_s(&sampled_runs));
 
-    let vocab = 151_936;
-    let greedy_us = sampler_cost(greedy, vocab, 200).as_secs_f64() * 1e6;
-    let sampled_us = sampler_cost(sampled, vocab, 200).as_secs_f64() * 1e6;
-    let full = Sampler::new(
-        SamplingParams {
-            temperature_ppm: 1_000_000,
-            top_k: 0,
-            top_p_ppm: 0,
-        },
-        B256::ZERO,
+    // The sampler's own time per token, measured inside the real generations.
+    let sampler_us = |runs: &[Run]| {
+        median(
+            runs.iter()
+                .map(|r| r.sampling.as_secs_f64() * 1e6 / r.tokens as f64)
+                .collect(),
+        )
+    };
+    let (greedy_us, sampled_us, full_us) = (
+        sampler_us(&greedy_runs),
+        sampler_us(&sampled_runs),
+        sampler_us(&full_runs),
     );
-    let full_us = sampler_cost(full, vocab, 200).as_secs_f64() * 1e6;
 
     println!("prompt_tokens={}", prompt_ids.len());
     println!("max_tokens={max_tokens}");
@@ -210,11 +218,13 @@ async fn main() -> Result<()> {
     println!("engine_tok_s={sampled_tok_s:.2}");
     println!("engine_over_raw={:.3}", sampled_tok_s / raw_tok_s);
     println!("engine_greedy_over_raw={:.3}", greedy_tok_s / raw_tok_s);
+    println!("engine_full_vocab_tok_s={:.2}", tok_s(&full_runs));
     println!("raw_ttft_ms={:.1}", ttft_ms(&raw_runs));
     println!("engine_ttft_ms={:.1}", ttft_ms(&sampled_runs));
     println!("sampler_greedy_us_per_token={greedy_us:.1}");
     println!("sampler_top_p_us_per_token={sampled_us:.1}");
     println!("sampler_full_vocab_us_per_token={full_us:.1}");
+    println!("vocab=151936");
     println!(
         "sampler_share_of_decode={:.4}",
         sampled_us / 1e6 * sampled_tok_s

@@ -42,6 +42,8 @@ struct Record {
     prompt_len: usize,
     tokens: Mutex<Vec<Sampled>>,
     error: Mutex<Option<String>>,
+    /// Time spent in the sampler, in nanoseconds.
+    sampling_ns: std::sync::atomic::AtomicU64,
 }
 
 /// mistral.rs runs in greedy mode with this processor: it samples with the job's [`Sampler`] from
@@ -58,10 +60,15 @@ impl VerifiableProcessor {
             .and_then(|p| u32::try_from(p).ok())
             .ok_or_else(|| candle_core::Error::msg("sequence shorter than its prompt"))?;
         let mut values: Vec<f32> = logits.to_dtype(DType::F32)?.to_vec1()?;
+        let started = Instant::now();
         let sampled = record
             .sampler
             .sample(position, &values)
             .map_err(candle_core::Error::msg)?;
+        record.sampling_ns.fetch_add(
+            started.elapsed().as_nanos() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         if let Ok(mut tokens) = record.tokens.lock() {
             if tokens.len() != position as usize {
                 return Err(candle_core::Error::msg(format!(
@@ -128,6 +135,7 @@ pub(crate) async fn start(
         prompt_len: request.prompt_ids.len(),
         tokens: Mutex::new(Vec::with_capacity(request.max_tokens as usize)),
         error: Mutex::new(None),
+        sampling_ns: std::sync::atomic::AtomicU64::new(0),
     });
     // One chunk per token at most: with room for all of them the engine never waits on a slow
     // reader, so one slow client cannot stall the batch.
@@ -315,6 +323,11 @@ impl Generation {
             timings: Timings {
                 time_to_first_token: elapsed(self.first_token),
                 total: elapsed(self.last_token),
+                sampling: std::time::Duration::from_nanos(
+                    self.record
+                        .sampling_ns
+                        .load(std::sync::atomic::Ordering::Relaxed),
+                ),
             },
         }))
     }

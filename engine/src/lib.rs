@@ -144,6 +144,8 @@ pub struct Timings {
     pub time_to_first_token: Duration,
     /// From the request to the last output token.
     pub total: Duration,
+    /// Time spent in the verifiable sampler, all tokens together.
+    pub sampling: Duration,
 }
 
 impl Timings {

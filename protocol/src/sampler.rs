@@ -7,19 +7,24 @@
 //! At output position `t`, with logits `l` and parameters `(T, k, p)`:
 //!
 //! 1. `T = 0`: the token is `argmax_i l_i`, the lowest id on ties. Nothing else applies.
-//! 2. Otherwise `z_i = l_i / T` (in `f64`). Candidates are ordered by `z` descending, then id
-//!    ascending; `k > 0` keeps the first `k`; `0 < p < 1` then keeps the shortest prefix whose
-//!    probability mass, renormalised over the candidates left, reaches `p` (at least one token).
-//! 3. The token is `argmax_{i ∈ C} (z_i + g_i)`, the lowest id on ties, where `g_i` is standard
-//!    Gumbel noise `-ln(-ln(u_i))`, `u_i = ((x_i >> 12) + 0.5) / 2^52` and `x_i` is the `i`-th
-//!    64-bit word (little-endian, words `2i` and `2i + 1`) of the ChaCha8 stream keyed by
-//!    `keccak256(abi.encode(SAMPLER_TAG, seed, uint256(t)))` (stream 0, as `rand_chacha` 0.9
-//!    `ChaCha8Rng::from_seed` produces it). The vectors in `protocol/tests/sampler_vectors.rs` pin
-//!    it.
+//! 2. Otherwise `w_i = exp(l_i / T - max_j l_j / T)` (`f32`): the tempered probabilities up to
+//!    their common normaliser. Candidates are ordered by `w` descending, then id ascending; `k > 0`
+//!    keeps the first `k`; `0 < p < 1` then keeps the shortest prefix whose mass, renormalised over
+//!    the candidates left, reaches `p` (at least one token).
+//! 3. The token is `argmax_{i ∈ C} w_i / E_i`, the lowest id on ties, where `E_i = -ln(u_i)` is
+//!    standard exponential noise, `u_i = ((x_i >> 9) + 0.5) / 2^23` and `x_i` is the `i`-th 32-bit
+//!    word of the ChaCha8 stream keyed by `keccak256(abi.encode(SAMPLER_TAG, seed, uint256(t)))`
+//!    (stream 0, little-endian words, as `rand_chacha` 0.9 `ChaCha8Rng::from_seed` produces it).
+//!    This is the Gumbel-max trick (`argmax z_i + G_i` with `G_i = -ln E_i`) in the ratio form,
+//!    which needs one logarithm per candidate. `protocol/tests/sampler_vectors.rs` pins it.
 //!
 //! Non-finite logits (NaN, ±∞) are never candidates. The reported log-probability of the chosen
 //! token is its natural log-softmax under the model's own distribution (the raw logits, `T = 1`),
 //! whatever the sampling parameters.
+//!
+//! Speed: a decode step of the default model reads 151,936 logits, so the passes over the whole
+//! vocabulary (exponentials, logarithms, the noise) run eight lanes wide (`wide`), and top-p sorts
+//! only the head of the distribution. `scripts/bench-executor` prints the cost per token.
 
 use alloy::primitives::{B256, U256, b256, keccak256};
 use alloy::sol_types::SolValue;
@@ -27,6 +32,7 @@ use rand_chacha::{
     ChaCha8Rng,
     rand_core::{RngCore, SeedableRng},
 };
+use wide::{CmpGt, f32x8};
 
 use crate::commitment::{PPM, SamplingParams};
 
@@ -82,209 +88,380 @@ impl Sampler {
     /// # Errors
     /// [`SamplerError::NoCandidate`] when no logit is finite.
     pub fn sample(&self, position: u32, logits: &[f32]) -> Result<Sampled, SamplerError> {
-        let token = if self.params.is_greedy() {
-            argmax_lowest(
-                logits
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &l)| (i as u32, f64::from(l))),
-            )
+        let stats = Stats::of(logits)?;
+        let (token, sum) = if self.params.is_greedy() {
+            (stats.argmax, None)
         } else {
-            let candidates = self.candidates(logits);
-            let noise = Noise::new(self.seed, position, logits.len(), candidates.len());
-            argmax_lowest(
-                candidates
-                    .iter()
-                    .map(|&(id, z)| (id, z + gumbel(noise.word(id)))),
-            )
-        }
-        .ok_or(SamplerError::NoCandidate(logits.len()))?;
-        Ok(Sampled {
-            token,
-            logprob: log_softmax_at(logits, token),
-        })
+            let choice = self.choose(position, logits, &stats, None);
+            (choice.best, choice.untempered_sum)
+        };
+        let sum = sum.unwrap_or_else(|| exp_scaled(logits, 1.0, stats.max, None));
+        let logprob = logits[token as usize] - stats.max - sum.ln() as f32;
+        Ok(Sampled { token, logprob })
     }
 
-    /// How far `claimed` is from being this sampler's choice at `position` given `logits`: the
-    /// winning perturbed score minus the claimed token's (in units of `z = logit / T`, or of logits
-    /// when greedy). Zero when `claimed` is the choice, infinite when it is not even a candidate.
+    /// How far `claimed` is from being this sampler's choice at `position` given `logits`: the log
+    /// of the winning score over the claimed token's (in units of `z = logit / T`; for greedy, the
+    /// logit difference). Zero when `claimed` is the choice, infinite when it is not a candidate.
     /// Validators compare it with the model's thresholds: benign float differences only flip
     /// near-ties.
     pub fn margin(&self, position: u32, logits: &[f32], claimed: u32) -> f64 {
-        let Some(&claimed_logit) = logits.get(claimed as usize) else {
+        let Ok(stats) = Stats::of(logits) else {
             return f64::INFINITY;
         };
-        if !claimed_logit.is_finite() {
+        let Some(&claimed_logit) = logits.get(claimed as usize).filter(|l| l.is_finite()) else {
             return f64::INFINITY;
-        }
+        };
         if self.params.is_greedy() {
-            let best = logits
-                .iter()
-                .filter(|l| l.is_finite())
-                .fold(f64::NEG_INFINITY, |m, &l| m.max(f64::from(l)));
-            return best - f64::from(claimed_logit);
+            return f64::from(stats.max) - f64::from(claimed_logit);
         }
-        let candidates = self.candidates(logits);
-        let noise = Noise::new(self.seed, position, logits.len(), candidates.len());
-        let mut best = f64::NEG_INFINITY;
-        let mut claimed_score = None;
-        for &(id, z) in &candidates {
-            let score = z + gumbel(noise.word(id));
-            best = best.max(score);
-            if id == claimed {
-                claimed_score = Some(score);
-            }
+        let choice = self.choose(position, logits, &stats, Some(claimed));
+        match choice.claimed_score {
+            Some(score) if score > 0.0 => f64::from(choice.best_score).ln() - f64::from(score).ln(),
+            _ => f64::INFINITY,
         }
-        claimed_score.map_or(f64::INFINITY, |score| best - score)
     }
 
-    /// The candidate set of step 2 as `(id, z)` pairs, in no particular order.
-    fn candidates(&self, logits: &[f32]) -> Vec<(u32, f64)> {
-        let temperature = f64::from(self.params.temperature_ppm) / f64::from(PPM);
-        let mut candidates: Vec<(u32, f64)> = logits
-            .iter()
-            .enumerate()
-            .filter(|(_, l)| l.is_finite())
-            .map(|(i, &l)| (i as u32, f64::from(l) / temperature))
-            .collect();
-        let top_k = self.params.top_k as usize;
-        if top_k > 0 && top_k < candidates.len() {
-            candidates.select_nth_unstable_by(top_k - 1, by_score_desc);
-            candidates.truncate(top_k);
-        }
+    /// Steps 2 and 3: the winning candidate, its score and (when asked) the score of `claimed`
+    /// (`None` when it is not a candidate).
+    fn choose(&self, position: u32, logits: &[f32], stats: &Stats, claimed: Option<u32>) -> Choice {
+        let inv_t = PPM as f32 / self.params.temperature_ppm as f32;
+        let finite = logits.len() - stats.non_finite;
+        let top_k = (self.params.top_k as usize).min(finite);
         let top_p = self.params.top_p_ppm;
-        if top_p > 0 && top_p < PPM && candidates.len() > 1 {
-            nucleus(&mut candidates, f64::from(top_p) / f64::from(PPM));
+        let top_p = (top_p > 0 && top_p < PPM).then(|| f64::from(top_p) / f64::from(PPM));
+        let key = noise_key(self.seed, position);
+        if top_p.is_none() && (top_k == 0 || top_k == finite) {
+            // Every finite token is a candidate: one fused pass over the vocabulary.
+            let mut choice = full_vocabulary(logits, inv_t, stats.max * inv_t, key, claimed);
+            if self.params.temperature_ppm != PPM {
+                choice.untempered_sum = None;
+            }
+            return choice;
         }
-        candidates
+        let mut weights = vec![0.0_f32; logits.len()];
+        let total = exp_scaled(logits, inv_t, stats.max * inv_t, Some(&mut weights));
+        let candidates = match (top_k, top_p) {
+            (0, Some(p)) => nucleus(&weights, logits, total, p),
+            (k, p) => {
+                let mut head = top_weights(&weights, logits, k);
+                if let Some(p) = p {
+                    let total = head.iter().map(|&(_, w)| f64::from(w)).sum();
+                    head.truncate(prefix_reaching(&head, total, p).unwrap_or(head.len()));
+                }
+                head
+            }
+        };
+        let mut rng = ChaCha8Rng::from_seed(key.0);
+        let mut choice = Choice {
+            best: u32::MAX,
+            best_score: 0.0,
+            claimed_score: None,
+            untempered_sum: None,
+        };
+        for (id, w) in candidates {
+            rng.set_word_pos(u128::from(id));
+            let score = w / exponential(rng.next_u32());
+            if score > choice.best_score || (score == choice.best_score && id < choice.best) {
+                (choice.best, choice.best_score) = (id, score);
+            }
+            if claimed == Some(id) {
+                choice.claimed_score = Some(score);
+            }
+        }
+        choice
     }
 }
 
-/// Order of candidates: higher score first, then lower id.
-fn by_score_desc(a: &(u32, f64), b: &(u32, f64)) -> std::cmp::Ordering {
+/// The outcome of steps 2 and 3.
+#[derive(Debug, Clone, Copy)]
+struct Choice {
+    best: u32,
+    best_score: f32,
+    claimed_score: Option<f32>,
+    /// `Σ exp(l - max)` when the pass computed it at temperature 1 (saves the log-softmax pass).
+    untempered_sum: Option<f64>,
+}
+
+/// Lane ids 0..8, to track where per-lane maxima are.
+const LANES: [f32; 8] = [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0];
+
+/// Per-lane running maxima and the lowest id reaching each (ids are exact in `f32` below 2^24).
+struct ArgMax8 {
+    best: f32x8,
+    id: f32x8,
+}
+
+impl ArgMax8 {
+    fn new(floor: f32) -> Self {
+        Self {
+            best: f32x8::splat(floor),
+            id: f32x8::splat(f32::MAX),
+        }
+    }
+
+    /// Offers the 8 values of the tokens `base..base + 8`; strictly greater replaces, so each lane
+    /// keeps its lowest id among equals.
+    fn offer(&mut self, values: f32x8, base: usize) {
+        let better = values.cmp_gt(self.best);
+        self.best = better.blend(values, self.best);
+        self.id = better.blend(f32x8::from(LANES) + f32x8::splat(base as f32), self.id);
+    }
+
+    /// The overall maximum and its lowest id, `None` when nothing beat the floor.
+    fn finish(&self) -> Option<(u32, f32)> {
+        let (best, id) = (self.best.to_array(), self.id.to_array());
+        let mut winner: Option<(u32, f32)> = None;
+        for lane in 0..8 {
+            if id[lane] == f32::MAX {
+                continue;
+            }
+            let candidate = (id[lane] as u32, best[lane]);
+            winner = match winner {
+                Some(w) if w.1 > candidate.1 || (w.1 == candidate.1 && w.0 < candidate.0) => {
+                    Some(w)
+                }
+                _ => Some(candidate),
+            };
+        }
+        winner
+    }
+}
+
+/// Steps 2–3 when every finite token is a candidate, fused into one pass: weights, noise, ratios
+/// and the running maximum, eight tokens at a time.
+fn full_vocabulary(
+    logits: &[f32],
+    inv_t: f32,
+    offset: f32,
+    key: B256,
+    claimed: Option<u32>,
+) -> Choice {
+    let (scale8, offset8) = (f32x8::splat(inv_t), f32x8::splat(offset));
+    let mut rng = ChaCha8Rng::from_seed(key.0);
+    let mut argmax = ArgMax8::new(0.0);
+    let mut claimed_score = None;
+    let (body, tail) = logits.as_chunks::<8>();
+    let mut last = [f32::NEG_INFINITY; 8];
+    last[..tail.len()].copy_from_slice(tail);
+    let chunks = body.iter().chain((!tail.is_empty()).then_some(&last));
+    let mut sum = 0.0_f64;
+    let mut acc = f32x8::splat(0.0);
+    for (n, chunk) in chunks.enumerate() {
+        // exp of a non-finite input is 0 in `wide`, and so is anything below e^-87.
+        let weights = (f32x8::from(*chunk) * scale8 - offset8).exp();
+        acc += weights;
+        if n % 256 == 255 {
+            sum += f64::from(acc.reduce_add());
+            acc = f32x8::splat(0.0);
+        }
+        // Words past the vocabulary are drawn but belong to no token.
+        let u: [f32; 8] = std::array::from_fn(|_| uniform(rng.next_u32()));
+        let ratios = weights / -f32x8::from(u).ln();
+        let base = n * 8;
+        argmax.offer(ratios, base);
+        if let Some(id) = claimed
+            .map(|id| id as usize)
+            .filter(|id| (base..base + 8).contains(id))
+        {
+            claimed_score = Some(ratios.to_array()[id - base]);
+        }
+    }
+    sum += f64::from(acc.reduce_add());
+    let (best, best_score) = argmax.finish().unwrap_or((u32::MAX, 0.0));
+    Choice {
+        best,
+        best_score,
+        claimed_score,
+        untempered_sum: Some(sum),
+    }
+}
+
+/// What one pass over the logits tells: the maximum and its lowest id, how many are not finite.
+#[derive(Debug, Clone, Copy)]
+struct Stats {
+    max: f32,
+    argmax: u32,
+    non_finite: usize,
+}
+
+impl Stats {
+    fn of(logits: &[f32]) -> Result<Self, SamplerError> {
+        let neg_inf = f32x8::splat(f32::NEG_INFINITY);
+        let mut argmax = ArgMax8::new(f32::NEG_INFINITY);
+        let (body, tail) = logits.as_chunks::<8>();
+        let mut last = [f32::NAN; 8];
+        last[..tail.len()].copy_from_slice(tail);
+        let chunks = body.iter().chain((!tail.is_empty()).then_some(&last));
+        let mut finite_count = 0;
+        for (n, chunk) in chunks.enumerate() {
+            let v = f32x8::from(*chunk);
+            let finite = v.is_finite();
+            finite_count += (finite.move_mask() as u32).count_ones() as usize;
+            argmax.offer(finite.blend(v, neg_inf), n * 8);
+        }
+        let (argmax, max) = argmax
+            .finish()
+            .ok_or(SamplerError::NoCandidate(logits.len()))?;
+        Ok(Self {
+            max,
+            argmax,
+            non_finite: logits.len() - finite_count,
+        })
+    }
+}
+
+/// `exp(l_i * scale - offset)` for every logit (zero for non-finite ones), written to `out` when
+/// given; returns their sum. Eight lanes at a time, summed in `f64` every 256 vectors.
+fn exp_scaled(logits: &[f32], scale: f32, offset: f32, mut out: Option<&mut [f32]>) -> f64 {
+    let (scale8, offset8) = (f32x8::splat(scale), f32x8::splat(offset));
+    // exp of a non-finite input is 0 in `wide`, and so is anything below e^-87.
+    let exp8 = |chunk: [f32; 8]| (f32x8::from(chunk) * scale8 - offset8).exp();
+    let (body, tail) = logits.as_chunks::<8>();
+    let mut sum = 0.0_f64;
+    let mut acc = f32x8::splat(0.0);
+    for (n, chunk) in body.iter().enumerate() {
+        let values = exp8(*chunk);
+        acc += values;
+        if n % 256 == 255 {
+            sum += f64::from(acc.reduce_add());
+            acc = f32x8::splat(0.0);
+        }
+        if let Some(out) = out.as_deref_mut() {
+            out[n * 8..n * 8 + 8].copy_from_slice(&values.to_array());
+        }
+    }
+    sum += f64::from(acc.reduce_add());
+    if !tail.is_empty() {
+        let mut lanes = [f32::NEG_INFINITY; 8];
+        lanes[..tail.len()].copy_from_slice(tail);
+        let values = exp8(lanes).to_array();
+        sum += f64::from(values.iter().sum::<f32>());
+        if let Some(out) = out {
+            let start = body.len() * 8;
+            out[start..].copy_from_slice(&values[..tail.len()]);
+        }
+    }
+    sum
+}
+
+/// Standard exponential noise `-ln(u)` from a 32-bit word, `u` in the open interval (0, 1):
+/// 23 bits keep `u` exact in an `f32` at both ends (`2^-24 ≤ u ≤ 1 - 2^-24`).
+fn exponential(word: u32) -> f32 {
+    -uniform(word).ln()
+}
+
+fn uniform(word: u32) -> f32 {
+    ((word >> 9) as f32 + 0.5) * (1.0 / (1u32 << 23) as f32)
+}
+
+/// The `k` first finite tokens in the order (w desc, id asc), in that order: one pass with a
+/// bounded min-heap (k is small next to the vocabulary).
+fn top_weights(weights: &[f32], logits: &[f32], k: usize) -> Vec<(u32, f32)> {
+    use std::{cmp::Reverse, collections::BinaryHeap};
+    /// Orders by weight, then by *lower* id: the heap's minimum is the entry to evict first.
+    #[derive(PartialEq)]
+    struct Entry(f32, Reverse<u32>);
+    impl Eq for Entry {}
+    impl PartialOrd for Entry {
+        fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+            Some(self.cmp(other))
+        }
+    }
+    impl Ord for Entry {
+        fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+            self.0.total_cmp(&other.0).then(self.1.cmp(&other.1))
+        }
+    }
+    let mut heap: BinaryHeap<Reverse<Entry>> = BinaryHeap::with_capacity(k + 1);
+    for (i, (&w, l)) in weights.iter().zip(logits).enumerate() {
+        if !l.is_finite() {
+            continue;
+        }
+        let entry = Entry(w, Reverse(i as u32));
+        if heap.len() < k {
+            heap.push(Reverse(entry));
+        } else if heap.peek().is_some_and(|Reverse(min)| entry > *min) {
+            heap.pop();
+            heap.push(Reverse(entry));
+        }
+    }
+    let mut head: Vec<(u32, f32)> = heap
+        .into_iter()
+        .map(|Reverse(Entry(w, Reverse(id)))| (id, w))
+        .collect();
+    head.sort_unstable_by(by_weight_desc);
+    head
+}
+
+/// The finite tokens whose weight passes `keep`, in id order.
+fn candidates_from(weights: &[f32], logits: &[f32], keep: impl Fn(f32) -> bool) -> Vec<(u32, f32)> {
+    weights
+        .iter()
+        .zip(logits)
+        .enumerate()
+        .filter(|&(_, (&w, l))| l.is_finite() && keep(w))
+        .map(|(i, (&w, _))| (i as u32, w))
+        .collect()
+}
+
+/// The length of the shortest prefix of `sorted` whose mass over `total` reaches `top_p`.
+fn prefix_reaching(sorted: &[(u32, f32)], total: f64, top_p: f64) -> Option<usize> {
+    let mut mass = 0.0;
+    sorted
+        .iter()
+        .position(|&(_, w)| {
+            mass += f64::from(w) / total;
+            mass >= top_p
+        })
+        .map(|n| n + 1)
+}
+
+/// Order of candidates: higher weight first, then lower id.
+fn by_weight_desc(a: &(u32, f32), b: &(u32, f32)) -> std::cmp::Ordering {
     b.1.total_cmp(&a.1).then(a.0.cmp(&b.0))
 }
 
-/// The id of the highest score, the lowest id on ties; `None` when no score is finite.
-fn argmax_lowest(scores: impl Iterator<Item = (u32, f64)>) -> Option<u32> {
-    let mut best: Option<(u32, f64)> = None;
-    for (id, score) in scores {
-        if !score.is_finite() {
-            continue;
-        }
-        match best {
-            Some((best_id, best_score))
-                if score < best_score || (score == best_score && id > best_id) => {}
-            _ => best = Some((id, score)),
-        }
-    }
-    best.map(|(id, _)| id)
-}
-
-/// Keeps the shortest prefix (in [`by_score_desc`] order) whose renormalised mass reaches `top_p`.
+/// The nucleus of the finite tokens: the shortest prefix, in the order (w desc, id asc), whose
+/// mass over `total` reaches `top_p`.
 ///
-/// Sorting the whole vocabulary costs more than a decode step's sampling budget, and nucleus sets
-/// are small, so this sorts only the candidates whose probability is at least `p_max × 2^-s`, with
-/// `s` widening until the sorted part holds the nucleus. The set `{p ≥ τ}` is a prefix of the full
-/// order, so the result is exactly the full sort's prefix.
-fn nucleus(candidates: &mut Vec<(u32, f64)>, top_p: f64) {
-    let max = candidates
-        .iter()
-        .fold(f64::NEG_INFINITY, |m, &(_, z)| m.max(z));
-    let total: f64 = candidates.iter().map(|&(_, z)| (z - max).exp()).sum();
-    let mut shift = 4.0_f64;
+/// Sorting the whole vocabulary would cost more than the rest of a decode step's sampling, and
+/// nucleus sets are small, so this sorts only the tokens whose weight is at least `2^-s` (the top
+/// weight is 1), with `s` widening until the sorted part holds the nucleus. The set `{w ≥ τ}` is a
+/// prefix of the full order, so the result is exactly the full sort's prefix.
+fn nucleus(weights: &[f32], logits: &[f32], total: f64, top_p: f64) -> Vec<(u32, f32)> {
+    let finite = logits.iter().filter(|l| l.is_finite()).count();
+    let mut shift = 4;
     loop {
-        // Probability ratio to the best candidate: exp(z - max) ≥ 2^-shift ⇔ z - max ≥ -shift·ln 2.
-        let floor = -shift * std::f64::consts::LN_2;
-        let split = partition_in_place(candidates, |&(_, z)| z - max >= floor);
-        let head = &mut candidates[..split];
-        head.sort_unstable_by(by_score_desc);
-        let mut mass = 0.0;
-        for (n, &(_, z)) in head.iter().enumerate() {
-            mass += (z - max).exp() / total;
-            if mass >= top_p {
-                candidates.truncate(n + 1);
-                return;
-            }
-        }
-        if split == candidates.len() {
-            // Rounding kept the cumulative mass just below `top_p`: the nucleus is everything.
-            return;
-        }
-        shift *= 2.0;
-    }
-}
-
-/// Moves the elements satisfying `keep` to the front; returns how many there are.
-fn partition_in_place<T>(items: &mut [T], keep: impl Fn(&T) -> bool) -> usize {
-    let mut split = 0;
-    for i in 0..items.len() {
-        if keep(&items[i]) {
-            items.swap(split, i);
-            split += 1;
-        }
-    }
-    split
-}
-
-/// Natural log-softmax of `logits` at `token` (non-finite logits count as probability zero).
-fn log_softmax_at(logits: &[f32], token: u32) -> f32 {
-    let max = logits
-        .iter()
-        .filter(|l| l.is_finite())
-        .fold(f32::NEG_INFINITY, |m, &l| m.max(l));
-    let sum: f64 = logits
-        .iter()
-        .filter(|l| l.is_finite())
-        .map(|&l| f64::from((l - max).exp()))
-        .sum();
-    let logit = logits.get(token as usize).copied().unwrap_or(f32::NAN);
-    (f64::from(logit - max) - sum.ln()) as f32
-}
-
-/// Standard Gumbel noise from a 64-bit word: `-ln(-ln(u))`, `u` in the open interval (0, 1).
-/// 52 bits keep `u` exact in an `f64` at both ends: `2^-53 ≤ u ≤ 1 - 2^-53`.
-fn gumbel(word: u64) -> f64 {
-    let u = ((word >> 12) as f64 + 0.5) * (1.0 / (1u64 << 52) as f64);
-    -(-u.ln()).ln()
-}
-
-/// The noise words of one position: the whole vocabulary generated in order when most of it is
-/// needed, or single words by seeking the stream when the candidate set is small.
-enum Noise {
-    All(Vec<u64>),
-    Seek(std::cell::RefCell<ChaCha8Rng>),
-}
-
-impl Noise {
-    /// Below this share of the vocabulary, seeking per candidate is cheaper than generating all.
-    const SEEK_BELOW: usize = 16;
-
-    fn new(seed: B256, position: u32, vocab: usize, candidates: usize) -> Self {
-        let key = keccak256((SAMPLER_TAG, seed, U256::from(position)).abi_encode());
-        let mut rng = ChaCha8Rng::from_seed(key.0);
-        if candidates * Self::SEEK_BELOW < vocab {
-            Self::Seek(std::cell::RefCell::new(rng))
+        let floor = if shift >= 128 {
+            0.0
         } else {
-            Self::All((0..vocab).map(|_| rng.next_u64()).collect())
+            (-(shift as f32)).exp2()
+        };
+        let mut head = candidates_from(weights, logits, |w| w >= floor);
+        head.sort_unstable_by(by_weight_desc);
+        if let Some(len) = prefix_reaching(&head, total, top_p) {
+            head.truncate(len);
+            return head;
         }
+        if head.len() == finite {
+            // Rounding kept the cumulative mass just below `top_p`: the nucleus is everything.
+            return head;
+        }
+        shift *= 2;
     }
+}
 
-    fn word(&self, id: u32) -> u64 {
-        match self {
-            Self::All(words) => words[id as usize],
-            Self::Seek(rng) => {
-                let mut rng = rng.borrow_mut();
-                rng.set_word_pos(2 * u128::from(id));
-                rng.next_u64()
-            }
-        }
-    }
+/// The ChaCha8 key of the noise at `position`.
+fn noise_key(seed: B256, position: u32) -> B256 {
+    keccak256((SAMPLER_TAG, seed, U256::from(position)).abi_encode())
 }
 
 /// The noise word of token `id` at `position`, for test vectors and other implementations.
-pub fn noise_word(seed: B256, position: u32, id: u32) -> u64 {
-    Noise::new(seed, position, usize::MAX, 1).word(id)
+pub fn noise_word(seed: B256, position: u32, id: u32) -> u32 {
+    let mut rng = ChaCha8Rng::from_seed(noise_key(seed, position).0);
+    rng.set_word_pos(u128::from(id));
+    rng.next_u32()
 }
 
 #[cfg(test)]
@@ -316,6 +493,38 @@ mod tests {
             .collect()
     }
 
+    /// The candidate set of step 2 computed the slow, obvious way: full sort, then prefixes.
+    fn reference_candidates(logits: &[f32], p: SamplingParams) -> Vec<u32> {
+        let stats = Stats::of(logits).unwrap();
+        let inv_t = PPM as f32 / p.temperature_ppm as f32;
+        let mut weights = vec![0.0; logits.len()];
+        exp_scaled(logits, inv_t, stats.max * inv_t, Some(&mut weights));
+        let mut all: Vec<(u32, f32)> = (0..logits.len())
+            .filter(|&i| logits[i].is_finite())
+            .map(|i| (i as u32, weights[i]))
+            .collect();
+        all.sort_by(by_weight_desc);
+        if p.top_k > 0 {
+            all.truncate(p.top_k as usize);
+        }
+        if p.top_p_ppm > 0 && p.top_p_ppm < PPM {
+            let total: f64 = all.iter().map(|&(_, w)| f64::from(w)).sum();
+            let mut mass = 0.0;
+            let target = f64::from(p.top_p_ppm) / f64::from(PPM);
+            let end = all
+                .iter()
+                .position(|&(_, w)| {
+                    mass += f64::from(w) / total;
+                    mass >= target
+                })
+                .map_or(all.len(), |n| n + 1);
+            all.truncate(end);
+        }
+        let mut ids: Vec<u32> = all.into_iter().map(|(id, _)| id).collect();
+        ids.sort_unstable();
+        ids
+    }
+
     #[test]
     fn tag_is_keccak_of_name() {
         assert_eq!(SAMPLER_TAG, keccak256("infera.sampler.v1"));
@@ -342,35 +551,42 @@ mod tests {
     }
 
     #[test]
+    fn non_finite_logits_are_never_chosen() {
+        let mut logits = lm_logits(1000, 9);
+        for i in (0..1000).step_by(3) {
+            logits[i] = if i % 2 == 0 { f32::NAN } else { f32::INFINITY };
+        }
+        for p in [params(1_000_000, 0, 0), params(2_000_000, 50, 990_000)] {
+            let sampler = Sampler::new(p, SEED);
+            for t in 0..300 {
+                let token = sampler.sample(t, &logits).unwrap().token as usize;
+                assert!(logits[token].is_finite(), "chose a non-finite logit");
+            }
+        }
+    }
+
+    #[test]
     fn logprob_is_natural_log_softmax() {
         let logits = [0.0_f32, (2.0_f32).ln(), (5.0_f32).ln()]; // probabilities 1/8, 2/8, 5/8
-        let sampled = Sampler::new(SamplingParams::GREEDY, SEED)
-            .sample(0, &logits)
-            .unwrap();
-        assert_eq!(sampled.token, 2);
-        assert!((sampled.logprob - (5.0_f32 / 8.0).ln()).abs() < 1e-6);
+        for p in [SamplingParams::GREEDY, params(1_000_000, 0, 0)] {
+            let sampled = Sampler::new(p, SEED).sample(3, &logits).unwrap();
+            let expected = [1.0_f32 / 8.0, 2.0 / 8.0, 5.0 / 8.0][sampled.token as usize].ln();
+            assert!((sampled.logprob - expected).abs() < 1e-5, "{sampled:?}");
+        }
     }
 
     #[test]
     fn same_seed_and_position_give_the_same_token_and_others_differ() {
         let logits = lm_logits(4096, 1);
         let p = params(1_000_000, 0, 0);
-        let a: Vec<u32> = (0..64)
-            .map(|t| Sampler::new(p, SEED).sample(t, &logits).unwrap().token)
-            .collect();
-        let b: Vec<u32> = (0..64)
-            .map(|t| Sampler::new(p, SEED).sample(t, &logits).unwrap().token)
-            .collect();
-        let other: Vec<u32> = (0..64)
-            .map(|t| {
-                Sampler::new(p, B256::repeat_byte(1))
-                    .sample(t, &logits)
-                    .unwrap()
-                    .token
-            })
-            .collect();
-        assert_eq!(a, b);
-        assert_ne!(a, other);
+        let draw = |seed| -> Vec<u32> {
+            (0..64)
+                .map(|t| Sampler::new(p, seed).sample(t, &logits).unwrap().token)
+                .collect()
+        };
+        let a = draw(SEED);
+        assert_eq!(a, draw(SEED));
+        assert_ne!(a, draw(B256::repeat_byte(1)));
         // Positions draw fresh noise: the 64 draws are not all the same token.
         assert!(a.iter().any(|&t| t != a[0]));
     }
@@ -397,79 +613,84 @@ mod tests {
             .count();
         let freq = top as f64 / f64::from(n);
         assert!((freq - 25.0 / 38.0).abs() < 0.02, "{freq}");
+        // Top-p 0.6 keeps tokens 0 and 1 (0.5 < 0.6 ≤ 0.8), renormalised to 5:3.
+        let nucleus = Sampler::new(params(1_000_000, 0, 600_000), SEED);
+        let mut counts = [0u32; 3];
+        for t in 0..n {
+            counts[nucleus.sample(t, &logits).unwrap().token as usize] += 1;
+        }
+        assert_eq!(counts[2], 0);
+        let freq = f64::from(counts[0]) / f64::from(n);
+        assert!((freq - 5.0 / 8.0).abs() < 0.02, "{counts:?}");
     }
 
     #[test]
-    fn top_k_and_top_p_restrict_the_candidates() {
-        let logits = lm_logits(2048, 2);
-        let mut order: Vec<(u32, f64)> = logits
-            .iter()
-            .enumerate()
-            .map(|(i, &l)| (i as u32, f64::from(l)))
-            .collect();
-        order.sort_by(by_score_desc);
-        let top3: Vec<u32> = order[..3].iter().map(|&(id, _)| id).collect();
-        let sampler = Sampler::new(params(2_000_000, 3, 0), SEED);
-        for t in 0..500 {
-            assert!(top3.contains(&sampler.sample(t, &logits).unwrap().token));
-        }
-        // top_p tiny: only the single most likely token remains.
-        let nucleus = Sampler::new(params(2_000_000, 0, 1), SEED);
-        for t in 0..200 {
-            assert_eq!(nucleus.sample(t, &logits).unwrap().token, order[0].0);
-        }
-    }
-
-    #[test]
-    fn nucleus_equals_the_full_sort_prefix() {
-        for (salt, top_p) in [(3, 0.5), (4, 0.9), (5, 0.99), (6, 0.999_999), (7, 0.1)] {
+    fn candidates_equal_the_full_sort_prefix() {
+        let cases = [
+            (3, params(700_000, 0, 500_000)),
+            (4, params(700_000, 0, 900_000)),
+            (5, params(1_300_000, 0, 990_000)),
+            (6, params(700_000, 0, 999_999)),
+            (7, params(700_000, 0, 1)),
+            (8, params(700_000, 40, 0)),
+            (9, params(700_000, 40, 950_000)),
+            (10, params(700_000, 1, 0)),
+        ];
+        for (salt, p) in cases {
             let logits = lm_logits(5000, salt);
-            let mut all: Vec<(u32, f64)> = logits
-                .iter()
-                .enumerate()
-                .map(|(i, &l)| (i as u32, f64::from(l) / 0.7))
+            // A token is a candidate exactly when its margin is finite.
+            let sampler = Sampler::new(p, SEED);
+            let ids: Vec<u32> = (0..logits.len() as u32)
+                .filter(|&id| sampler.margin(0, &logits, id).is_finite())
                 .collect();
-            let mut expected = all.clone();
-            expected.sort_by(by_score_desc);
-            let max = expected[0].1;
-            let total: f64 = expected.iter().map(|&(_, z)| (z - max).exp()).sum();
-            let mut mass = 0.0;
-            let mut len = expected.len();
-            for (n, &(_, z)) in expected.iter().enumerate() {
-                mass += (z - max).exp() / total;
-                if mass >= top_p {
-                    len = n + 1;
-                    break;
-                }
-            }
-            expected.truncate(len);
-            nucleus(&mut all, top_p);
-            assert_eq!(all, expected, "salt {salt} top_p {top_p}");
+            assert_eq!(ids, reference_candidates(&logits, p), "salt {salt} {p:?}");
         }
     }
 
     #[test]
-    fn seeking_and_generating_noise_agree() {
-        let all = Noise::new(SEED, 3, 1000, 1000);
-        let seek = Noise::new(SEED, 3, 1000, 1);
-        assert!(matches!(all, Noise::All(_)) && matches!(seek, Noise::Seek(_)));
-        for id in [0, 1, 2, 17, 500, 999, 3, 0] {
-            assert_eq!(all.word(id), seek.word(id), "id {id}");
+    fn seeking_and_streaming_noise_agree() {
+        let key = noise_key(SEED, 3);
+        let mut bytes = vec![0u8; 4000];
+        ChaCha8Rng::from_seed(key.0).fill_bytes(&mut bytes);
+        for id in [0u32, 1, 2, 17, 500, 999, 3, 0] {
+            let i = id as usize * 4;
+            let streamed = u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
+            assert_eq!(noise_word(SEED, 3, id), streamed, "id {id}");
         }
     }
 
     #[test]
-    fn gumbel_is_finite_at_the_extremes() {
-        for word in [0, 1, u64::MAX, u64::MAX >> 1] {
-            assert!(gumbel(word).is_finite(), "{word}");
+    fn filtered_and_unfiltered_paths_score_alike() {
+        // A top-k as large as the vocabulary keeps every token through the filtered path; it must
+        // choose exactly what the unfiltered (streamed-noise) path chooses.
+        let logits = lm_logits(3000, 11);
+        let all = Sampler::new(params(900_000, 0, 0), SEED);
+        let via_filter = Sampler::new(params(900_000, 2_999, 0), SEED);
+        for t in 0..50 {
+            let a = all.sample(t, &logits).unwrap().token;
+            // The 3,000th token is the least likely one; it never wins against these odds.
+            let b = via_filter.sample(t, &logits).unwrap().token;
+            assert_eq!(a, b, "position {t}");
         }
-        assert!(gumbel(0) < gumbel(u64::MAX));
+    }
+
+    #[test]
+    fn noise_is_finite_and_positive_at_the_extremes() {
+        for word in [0, 1, u32::MAX, u32::MAX >> 1] {
+            let e = exponential(word);
+            assert!(e.is_finite() && e > 0.0, "{word}: {e}");
+        }
+        assert!(exponential(0) > exponential(u32::MAX));
     }
 
     #[test]
     fn margin_is_zero_for_the_choice_and_positive_otherwise() {
         let logits = lm_logits(3000, 8);
-        for p in [SamplingParams::GREEDY, params(800_000, 50, 950_000)] {
+        for p in [
+            SamplingParams::GREEDY,
+            params(800_000, 50, 950_000),
+            params(800_000, 0, 0),
+        ] {
             let sampler = Sampler::new(p, SEED);
             for t in 0..20 {
                 let chosen = sampler.sample(t, &logits).unwrap().token;
