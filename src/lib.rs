@@ -5,6 +5,7 @@
 //! ([`chain`], `infera-chain`: deployment, the job market, keys, the devnet), re-exported here;
 //! the executor (`infera-executor`); [`local`] puts a devnet and an executor in one process.
 
+pub mod job;
 pub mod local;
 
 pub use infera_chain as chain;

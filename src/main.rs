@@ -65,6 +65,36 @@ enum Command {
         #[command(subcommand)]
         action: Option<ExecutorAction>,
     },
+    /// Post a job as a dApp would, wait for an executor's result and print it (JSON).
+    Job {
+        /// The prompt: chat messages as JSON, or plain text (one user message).
+        #[arg(long)]
+        prompt: String,
+        /// The JobEscrow contract (`infera devnet` prints it).
+        #[arg(long, env = "INFERA_JOB_ESCROW")]
+        job_escrow: Address,
+        /// The chain's RPC endpoint.
+        #[arg(long, env = "INFERA_RPC_URL", default_value = "http://127.0.0.1:8545")]
+        rpc_url: alloy::transports::http::reqwest::Url,
+        /// File with the requester's hex private key (default: $INFERA_PRIVATE_KEY).
+        #[arg(long, env = "INFERA_PRIVATE_KEY_FILE")]
+        private_key_file: Option<PathBuf>,
+        /// Most output tokens.
+        #[arg(long, default_value_t = 64)]
+        max_tokens: u32,
+        /// Temperature × 1e6 (0 = greedy).
+        #[arg(long, default_value_t = 0)]
+        temperature_ppm: u32,
+        /// Keep the k most likely tokens (0 = off).
+        #[arg(long, default_value_t = 0)]
+        top_k: u32,
+        /// Nucleus mass × 1e6 (0 = off).
+        #[arg(long, default_value_t = 0)]
+        top_p_ppm: u32,
+        /// Seconds to wait for the result.
+        #[arg(long, default_value_t = 300)]
+        wait_secs: u64,
+    },
     /// Model files.
     Model {
         #[command(subcommand)]
@@ -196,6 +226,29 @@ async fn main() -> eyre::Result<()> {
                     println!("{amount}");
                 }
             }
+        }
+        Command::Job {
+            prompt,
+            job_escrow,
+            rpc_url,
+            private_key_file,
+            max_tokens,
+            temperature_ppm,
+            top_k,
+            top_p_ppm,
+            wait_secs,
+        } => {
+            let signer = keys::load_signer(private_key_file.as_deref())?;
+            let mut request = infera::job::JobRequest::new(rpc_url, job_escrow, signer, prompt);
+            request.max_tokens = max_tokens;
+            request.sampling = infera::protocol::SamplingParams {
+                temperature_ppm,
+                top_k,
+                top_p_ppm,
+            };
+            request.wait = std::time::Duration::from_secs(wait_secs);
+            let outcome = infera::job::post_and_wait(request).await?;
+            println!("{}", serde_json::to_string_pretty(&outcome)?);
         }
         Command::Model { action } => match action {
             ModelAction::Fetch => {
