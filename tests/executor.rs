@@ -30,7 +30,7 @@ use infera_protocol::{
     tokens_hash, unpack_tokens,
 };
 
-const PROMPT: &[u8] = br#"[{"role":"user","content":"Name three prime numbers."}]"#;
+const PROMPT: &[u8] = br#"[{"role":"user","content":"Write a short poem about the sea."}]"#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn executor_serves_jobs_and_gateways_on_a_devnet() -> Result<()> {
@@ -202,6 +202,25 @@ async fn executor_serves_jobs_and_gateways_on_a_devnet() -> Result<()> {
     ensure!(store.job(job_id).await?.map(|r| r.stage) == Some(Stage::Finalized));
 
     gateway_requests(&net, &url, me, &gateway).await?;
+
+    // `infera job` does what a dApp does: post a plain-text prompt, wait, read the result.
+    let mut request = infera::job::JobRequest::new(
+        net.devnet.anvil.endpoint_url(),
+        net.devnet.deployment.job_escrow,
+        net.requester.signer.clone(),
+        "Reply with one word: yes or no?".into(),
+    );
+    request.max_tokens = 8;
+    request.wait = Duration::from_secs(120);
+    let outcome = infera::job::post_and_wait(request).await?;
+    ensure!(
+        outcome.executor == me && !outcome.output_tokens.is_empty(),
+        "{outcome:?}"
+    );
+    ensure!(outcome.output_tokens.len() <= 8 && outcome.input_tokens > 0);
+    let submitted = job_event::<JobEscrow::ResultSubmitted>(&net, outcome.job_id).await?;
+    ensure!(submitted.settlement.commitment == outcome.commitment);
+    ensure!(submitted.output.as_ref() == outcome.output.as_bytes());
 
     // Earnings are pulled on request, once.
     let before = net.keeper.market.token.balanceOf(me).call().await?;
