@@ -127,14 +127,20 @@ impl JobLoop {
     /// Runs until `shutdown` fires; jobs in progress are left for the next start to resume.
     pub async fn run(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         let mut tasks = tokio::task::JoinSet::new();
+        // Poll at the configured interval; while the node fails, back off up to a minute.
+        let mut delay = self.config.poll_interval;
         loop {
-            if let Err(error) = self.tick(&mut tasks).await {
-                tracing::warn!(%error, "job loop step failed; retrying");
+            match self.tick(&mut tasks).await {
+                Ok(()) => delay = self.config.poll_interval,
+                Err(error) => {
+                    delay = (delay * 2).min(Duration::from_secs(60));
+                    tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "job loop step failed");
+                }
             }
             while tasks.try_join_next().is_some() {}
             tokio::select! {
                 _ = shutdown.changed() => break,
-                _ = tokio::time::sleep(self.config.poll_interval) => {}
+                _ = tokio::time::sleep(delay) => {}
             }
         }
         tasks.abort_all();
