@@ -7,12 +7,9 @@ use std::time::{Duration, Instant};
 
 use alloy::primitives::B256;
 use eyre::{Result, eyre};
-use infera_engine::{Engine, EngineConfig, Event, GenerateRequest};
+use infera_engine::{Engine, EngineConfig, Event, GenerateRequest, greedy_completion};
 use infera_protocol::{Sampler, SamplingParams, models::DEFAULT_MODEL, prompt::Prompt};
-use mistralrs::{
-    NormalRequest, Request, Response,
-    core::{Constraint, RequestMessage},
-};
+use mistralrs::{Request, Response};
 
 /// One measured generation.
 #[derive(Debug, Clone, Copy)]
@@ -38,26 +35,7 @@ fn median(mut values: Vec<f64>) -> f64 {
 /// Plain mistral.rs: the same prompt ids, greedy, no logits processor, streamed.
 async fn raw(engine: &Engine, prompt_ids: &[u32], max_tokens: usize) -> Result<Run> {
     let (tx, mut rx) = tokio::sync::mpsc::channel(max_tokens + 4);
-    let mut sampling = mistralrs::SamplingParams::neutral();
-    sampling.temperature = Some(0.0); // unset means 1.0 in mistral.rs
-    sampling.max_len = Some(max_tokens);
-    let request = NormalRequest {
-        messages: RequestMessage::CompletionTokens(prompt_ids.to_vec()),
-        sampling_params: sampling,
-        response: tx,
-        return_logprobs: false,
-        is_streaming: true,
-        id: 0,
-        constraint: Constraint::None,
-        suffix: None,
-        tools: None,
-        tool_choice: None,
-        logits_processors: None,
-        return_raw_logits: false,
-        web_search_options: None,
-        model_id: None,
-        truncate_sequence: false,
-    };
+    let request = greedy_completion(prompt_ids.to_vec(), max_tokens as u32, None, tx);
     let started = Instant::now();
     engine
         .mistral()

@@ -95,6 +95,37 @@ impl CustomLogitsProcessor for VerifiableProcessor {
     }
 }
 
+/// The streaming, greedy token-completion request the engine sends to mistral.rs, with `processor`
+/// deciding every token. Public for the side-by-side benchmark, which sends it without one.
+pub fn greedy_completion(
+    prompt_ids: Vec<u32>,
+    max_tokens: u32,
+    processor: Option<Arc<dyn CustomLogitsProcessor>>,
+    response: mpsc::Sender<Response>,
+) -> NormalRequest {
+    let mut sampling = SamplingParams::neutral();
+    // mistral.rs reads an unset temperature as 1.0 (sampling); 0 is its greedy argmax.
+    sampling.temperature = Some(0.0);
+    sampling.max_len = Some(max_tokens as usize);
+    NormalRequest {
+        messages: RequestMessage::CompletionTokens(prompt_ids),
+        sampling_params: sampling,
+        response,
+        return_logprobs: false,
+        is_streaming: true,
+        id: 0,
+        constraint: Constraint::None,
+        suffix: None,
+        tools: None,
+        tool_choice: None,
+        logits_processors: processor.map(|p| vec![p]),
+        return_raw_logits: false,
+        web_search_options: None,
+        model_id: None,
+        truncate_sequence: false,
+    }
+}
+
 /// A running generation. Read it with [`Generation::next`] or [`Generation::finish`]; dropping it
 /// cancels the request inside the engine and frees its place.
 pub struct Generation {
@@ -140,27 +171,12 @@ pub(crate) async fn start(
     // One chunk per token at most: with room for all of them the engine never waits on a slow
     // reader, so one slow client cannot stall the batch.
     let (tx, rx) = mpsc::channel(request.max_tokens as usize + 4);
-    let mut sampling = SamplingParams::neutral();
-    // mistral.rs reads an unset temperature as 1.0 (sampling); 0 is its greedy argmax.
-    sampling.temperature = Some(0.0);
-    sampling.max_len = Some(request.max_tokens as usize);
-    let normal = NormalRequest {
-        messages: RequestMessage::CompletionTokens(request.prompt_ids.clone()),
-        sampling_params: sampling,
-        response: tx,
-        return_logprobs: false,
-        is_streaming: true,
-        id: 0,
-        constraint: Constraint::None,
-        suffix: None,
-        tools: None,
-        tool_choice: None,
-        logits_processors: Some(vec![Arc::new(VerifiableProcessor(Arc::clone(&record)))]),
-        return_raw_logits: false,
-        web_search_options: None,
-        model_id: None,
-        truncate_sequence: false,
-    };
+    let normal = greedy_completion(
+        request.prompt_ids.clone(),
+        request.max_tokens,
+        Some(Arc::new(VerifiableProcessor(Arc::clone(&record)))),
+        tx,
+    );
     let requests = engine
         .mistral()
         .inner()

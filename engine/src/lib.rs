@@ -26,7 +26,7 @@ use mistralrs::{
 };
 use tokio::sync::Semaphore;
 
-pub use generation::{Event, Generation};
+pub use generation::{Event, Generation, greedy_completion};
 pub use infera_models::ModelError;
 
 /// Why the engine refused or failed.

@@ -13,13 +13,7 @@ use infera_protocol::{
 };
 
 fn model_path() -> Result<PathBuf> {
-    let path = infera_models::cached_path(&DEFAULT_MODEL)?;
-    ensure!(
-        path.exists(),
-        "the default model is not at {} — run scripts/setup (or `infera model fetch`) first",
-        path.display()
-    );
-    Ok(path)
+    Ok(infera_models::require_cached(&DEFAULT_MODEL)?)
 }
 
 async fn load(max_running: usize, max_queued: usize) -> Result<Engine> {

@@ -28,7 +28,7 @@ pub const PYPI_SIMPLE: &str = "https://pypi.org/simple";
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
     /// The file does not exist.
-    #[error("model file {0} does not exist (fetch it with `infera model fetch`)")]
+    #[error("model file {0} does not exist (fetch it with `infera model fetch` or scripts/setup)")]
     Missing(PathBuf),
     /// The path exists but is not a regular file.
     #[error("model path {0} is not a file")]
@@ -131,6 +131,19 @@ pub fn cache_dir() -> Result<PathBuf, ModelError> {
 /// Where `release` lives in the cache.
 pub fn cached_path(release: &ModelRelease) -> Result<PathBuf, ModelError> {
     Ok(cache_dir()?.join(release.file_name))
+}
+
+/// The cached file of `release` when it is there (unverified: loading verifies it).
+///
+/// # Errors
+/// [`ModelError::Missing`] (which tells how to fetch it) when it is not.
+pub fn require_cached(release: &ModelRelease) -> Result<PathBuf, ModelError> {
+    let path = cached_path(release)?;
+    if path.exists() {
+        Ok(path)
+    } else {
+        Err(ModelError::Missing(path))
+    }
 }
 
 /// Checks that `path` is a regular file of `size` bytes (when given) whose sha256 is `sha256`;

@@ -188,13 +188,7 @@ impl Net {
 
 /// The default model must be in the cache; a clear message otherwise.
 pub fn require_model() -> Result<PathBuf> {
-    let path = infera_models::cached_path(&DEFAULT_MODEL)?;
-    ensure!(
-        path.exists(),
-        "the default model is not at {} — run scripts/setup (or `infera model fetch`) first",
-        path.display()
-    );
-    Ok(path)
+    Ok(infera_models::require_cached(&DEFAULT_MODEL)?)
 }
 
 /// On-chain job statuses.
