@@ -161,11 +161,17 @@ async fn executor_serves_jobs_and_gateways_on_a_devnet() -> Result<()> {
         "the job's tokens are not reproducible"
     );
     ensure!(again.text.as_bytes() == submitted.output.as_ref());
-    let other_seed = engine.generate_all(rerun(keccak256(job.seed))).await?;
-    ensure!(
-        other_seed.output_ids != output_ids,
-        "another seed gave the same tokens"
-    );
+    // A confident model may repeat itself under one other seed, never under all of four.
+    let mut seed = job.seed;
+    let mut differs = false;
+    for _ in 0..4 {
+        seed = keccak256(seed);
+        if engine.generate_all(rerun(seed)).await?.output_ids != output_ids {
+            differs = true;
+            break;
+        }
+    }
+    ensure!(differs, "four other seeds gave the job's tokens");
     drop(engine);
 
     // After the challenge window the executor finalizes on its own and is paid exactly.

@@ -45,7 +45,7 @@ async fn generation_is_reproducible_streamed_and_cancellable() -> Result<()> {
     let engine = load(2, 0).await?;
     let prompt_ids = engine
         .render(&Prompt::user(
-            "Write a Rust function that adds two numbers.",
+            "Tell a short story about a lighthouse keeper.",
         ))
         .await?;
     ensure!(prompt_ids.len() > 10, "{} prompt tokens", prompt_ids.len());
@@ -75,9 +75,17 @@ async fn generation_is_reproducible_streamed_and_cancellable() -> Result<()> {
     };
     let a = engine.generate_all(request(1)).await?;
     let b = engine.generate_all(request(1)).await?;
-    let c = engine.generate_all(request(2)).await?;
     ensure!(a.output_ids == b.output_ids, "same seed, different tokens");
-    ensure!(a.output_ids != c.output_ids, "different seeds, same tokens");
+    // A confident model can pick the same 24 tokens under two seeds; four seeds that all agree
+    // with the first would mean the seed is not reaching the sampler.
+    let mut differs = false;
+    for seed in 2..=5 {
+        if engine.generate_all(request(seed)).await?.output_ids != a.output_ids {
+            differs = true;
+            break;
+        }
+    }
+    ensure!(differs, "five seeds, the same tokens");
 
     // Streaming yields the tokens of the output, in order, then Done; texts concatenate to it.
     let mut generation = engine.generate(request(1)).await?;
