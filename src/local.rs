@@ -1,5 +1,6 @@
 //! `infera devnet`: a local chain with the protocol deployed and, when the default model is in
-//! the cache, an executor serving it — one process, one command.
+//! the cache, an executor serving it, and the indexer with its read API — one process, one
+//! command.
 
 use std::{future::Future, net::SocketAddr, path::PathBuf};
 
@@ -21,6 +22,8 @@ pub struct LocalConfig {
     pub executor: bool,
     /// Where the executor listens.
     pub executor_listen: SocketAddr,
+    /// Where the indexer's read API listens (`None`: no indexer).
+    pub indexer_listen: Option<SocketAddr>,
 }
 
 /// Why the devnet stopped.
@@ -32,6 +35,9 @@ pub enum LocalError {
     /// The executor failed.
     #[error("executor: {0}")]
     Executor(#[from] ExecutorError),
+    /// The indexer could not start.
+    #[error("indexer: {0}")]
+    Indexer(#[from] infera_indexer::IndexerError),
 }
 
 /// What the devnet prints on stdout.
@@ -42,6 +48,17 @@ pub struct LocalSummary {
     pub devnet: DevnetSummary,
     /// The executor, when one runs.
     pub executor: Option<ExecutorSummary>,
+    /// The indexer, when one runs.
+    pub indexer: Option<IndexerSummary>,
+}
+
+/// The devnet's indexer.
+#[derive(Debug, Serialize)]
+pub struct IndexerSummary {
+    /// Its read API.
+    pub api: String,
+    /// Its database.
+    pub database_url: String,
 }
 
 /// The devnet's executor.
@@ -65,6 +82,13 @@ pub async fn run(
 ) -> Result<(), LocalError> {
     let devnet = devnet::start(&config.devnet).await?;
     let summary = devnet.summary(config.devnet.funded_accounts);
+    let dir = std::env::temp_dir().join(format!("infera-devnet-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| {
+        ExecutorError::Config(infera_executor::ConfigError::Invalid(format!(
+            "cannot create {}: {e}",
+            dir.display()
+        )))
+    })?;
     let model_cached = infera_models::cached_path(&DEFAULT_MODEL).is_ok_and(|p| p.exists());
     let executor = match (
         config.executor,
@@ -72,13 +96,6 @@ pub async fn run(
         devnet.signer(EXECUTOR_ACCOUNT),
     ) {
         (true, true, Some(signer)) => {
-            let dir = std::env::temp_dir().join(format!("infera-devnet-{}", std::process::id()));
-            std::fs::create_dir_all(&dir).map_err(|e| {
-                ExecutorError::Config(infera_executor::ConfigError::Invalid(format!(
-                    "cannot create {}: {e}",
-                    dir.display()
-                )))
-            })?;
             let executor_config = ExecutorConfig {
                 rpc_url: devnet.anvil.endpoint(),
                 job_escrow: Some(devnet.deployment.job_escrow),
@@ -101,6 +118,38 @@ pub async fn run(
         }
         _ => None,
     };
+
+    // The indexer follows the devnet into a SQLite file next to the executor's.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|s| *s).await;
+    };
+    let indexer = match config.indexer_listen {
+        Some(listen) => {
+            let indexer_config = infera_indexer::IndexerConfig {
+                rpc_url: devnet.anvil.endpoint(),
+                job_escrow: Some(devnet.deployment.job_escrow),
+                database_url: format!("sqlite://{}", dir.join("indexer.db").display()),
+                start_block: Some(0),
+                listen,
+                ..infera_indexer::IndexerConfig::default()
+            };
+            let database_url = indexer_config.database_url.clone();
+            let task = tokio::spawn(infera_indexer::run(
+                indexer_config,
+                until_stopped(stopped.clone()),
+            ));
+            Some((
+                task,
+                IndexerSummary {
+                    api: format!("http://{listen}"),
+                    database_url,
+                },
+            ))
+        }
+        None => None,
+    };
+
     let printed = LocalSummary {
         devnet: summary,
         executor: executor
@@ -110,16 +159,41 @@ pub async fn run(
                 endpoint: format!("http://{}", executor.local_addr()),
                 database: database.clone(),
             }),
+        indexer: indexer.as_ref().map(|(_, summary)| IndexerSummary {
+            api: summary.api.clone(),
+            database_url: summary.database_url.clone(),
+        }),
     };
     println!(
         "{}",
         serde_json::to_string_pretty(&printed).unwrap_or_default()
     );
-    match executor {
-        Some((executor, _)) => executor.serve(shutdown).await?,
-        None => shutdown.await,
+    let serve = async {
+        match executor {
+            Some((executor, _)) => executor.serve(until_stopped(stopped.clone())).await,
+            None => {
+                until_stopped(stopped.clone()).await;
+                Ok(())
+            }
+        }
+    };
+    tokio::pin!(serve);
+    tokio::select! {
+        served = &mut serve => served?,
+        () = shutdown => {
+            let _ = stop.send(true);
+            serve.await?;
+        }
     }
+    let _ = stop.send(true);
     tracing::info!("devnet stopping");
+    if let Some((task, _)) = indexer {
+        match task.await {
+            Ok(Err(error)) => tracing::error!(%error, "the devnet's indexer stopped"),
+            Err(error) => tracing::error!(%error, "the devnet's indexer panicked"),
+            Ok(Ok(())) => {}
+        }
+    }
     drop(devnet);
     Ok(())
 }

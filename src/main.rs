@@ -36,6 +36,12 @@ enum Command {
         /// Where the devnet's executor listens.
         #[arg(long, default_value = "127.0.0.1:8600")]
         executor_listen: std::net::SocketAddr,
+        /// Where the devnet's indexer serves its read API.
+        #[arg(long, default_value = "127.0.0.1:8700")]
+        indexer_listen: std::net::SocketAddr,
+        /// Do not start the indexer.
+        #[arg(long)]
+        no_indexer: bool,
     },
     /// Deploy and wire the contracts on any EVM chain; prints the addresses as JSON.
     Deploy {
@@ -64,6 +70,12 @@ enum Command {
         config: Option<PathBuf>,
         #[command(subcommand)]
         action: Option<ExecutorAction>,
+    },
+    /// Run the indexer: follow the contracts into SQLite or PostgreSQL and serve the read API.
+    Indexer {
+        /// Config file (TOML); every key can be overridden by INFERA_INDEXER_<KEY>.
+        #[arg(long, env = "INFERA_INDEXER_CONFIG")]
+        config: Option<PathBuf>,
     },
     /// Post a job as a dApp would, wait for an executor's result and print it (JSON).
     Job {
@@ -174,6 +186,8 @@ async fn main() -> eyre::Result<()> {
             anvil,
             no_executor,
             executor_listen,
+            indexer_listen,
+            no_indexer,
         } => {
             let mut devnet = DevnetConfig {
                 port: Some(port),
@@ -186,6 +200,7 @@ async fn main() -> eyre::Result<()> {
                 devnet,
                 executor: !no_executor,
                 executor_listen,
+                indexer_listen: (!no_indexer).then_some(indexer_listen),
             };
             infera::local::run(config, async {
                 // If the signal handler cannot be installed, stop at once rather than hang.
@@ -226,6 +241,13 @@ async fn main() -> eyre::Result<()> {
                     println!("{amount}");
                 }
             }
+        }
+        Command::Indexer { config } => {
+            let config = infera_indexer::IndexerConfig::load(config.as_deref(), std::env::vars())?;
+            infera_indexer::run(config, async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await?;
         }
         Command::Job {
             prompt,

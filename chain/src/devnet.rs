@@ -43,6 +43,11 @@ pub struct DevnetConfig {
     pub funded_accounts: usize,
     /// Tokens (base units) each funded account gets.
     pub fund_amount: U256,
+    /// Blocks per epoch: anvil reports `safe` this many blocks below the head and `finalized`
+    /// twice as many (anvil's default when `None`: 32).
+    pub slots_in_an_epoch: Option<u64>,
+    /// Block gas limit (anvil's default when `None`).
+    pub gas_limit: Option<u64>,
 }
 
 impl Default for DevnetConfig {
@@ -53,6 +58,8 @@ impl Default for DevnetConfig {
             params: MarketParams::default(),
             funded_accounts: 5,
             fund_amount: U256::from(1_000_000_000_000u64), // 1,000,000 tokens of 6 decimals
+            slots_in_an_epoch: None,
+            gas_limit: None,
         }
     }
 }
@@ -127,6 +134,12 @@ pub async fn start(config: &DevnetConfig) -> Result<Devnet, DevnetError> {
     let mut anvil = Anvil::at(&config.anvil);
     if let Some(port) = config.port {
         anvil = anvil.port(port);
+    }
+    if let Some(slots) = config.slots_in_an_epoch {
+        anvil = anvil.args(["--slots-in-an-epoch".to_owned(), slots.to_string()]);
+    }
+    if let Some(gas_limit) = config.gas_limit {
+        anvil = anvil.args(["--gas-limit".to_owned(), gas_limit.to_string()]);
     }
     let anvil = anvil.try_spawn().map_err(|source| DevnetError::Anvil {
         path: config.anvil.clone(),
