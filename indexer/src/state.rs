@@ -54,7 +54,7 @@ impl Contracts {
 /// A decoded log of a followed contract.
 #[derive(Debug)]
 pub(crate) enum Event {
-    Escrow(JobEscrowEvents),
+    Escrow(Box<JobEscrowEvents>),
     Staking(StakingEvents),
     Registry(ModelRegistryEvents),
 }
@@ -67,7 +67,7 @@ pub(crate) fn decode(contracts: &Contracts, log: &Log) -> Option<Event> {
     if address == contracts.job_escrow {
         JobEscrowEvents::decode_raw_log(topics, data)
             .ok()
-            .map(Event::Escrow)
+            .map(|e| Event::Escrow(Box::new(e)))
     } else if address == contracts.staking {
         StakingEvents::decode_raw_log(topics, data)
             .ok()
@@ -327,7 +327,7 @@ impl Changes {
         self.events += 1;
         let block = log.block_number.unwrap_or_default();
         match event {
-            Event::Escrow(event) => self.escrow(db, event, log, block).await,
+            Event::Escrow(event) => self.escrow(db, *event, log, block).await,
             Event::Staking(event) => self.staking(db, event, block).await,
             Event::Registry(event) => self.registry(db, event, block).await,
         }

@@ -268,7 +268,7 @@ impl Indexer {
                 Err(error) if is_range_limit(&error) && b > a => {
                     let mid = a + (b - a) / 2;
                     self.range
-                        .store(((b - a + 1) / 2).max(MIN_RANGE), Ordering::Relaxed);
+                        .store((b - a + 1).div_ceil(2).max(MIN_RANGE), Ordering::Relaxed);
                     tracing::debug!(from = a, to = b, %error, "provider refused the range; halving");
                     pending.push((mid + 1, b));
                     pending.push((a, mid));

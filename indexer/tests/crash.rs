@@ -45,7 +45,7 @@ fn next(seed: &mut u64) -> u64 {
     *seed
 }
 
-async fn killed_and_restarted(chain: &Chain, db: &Db, reference_db: &Db) -> Result<()> {
+async fn killed_and_restarted(chain: &mut Chain, db: &Db, reference_db: &Db) -> Result<()> {
     // Varied activity, then 400 blocks of 4 posts each; all but the last two blocks finalized.
     let mut open = Vec::new();
     for i in 0..40 {
@@ -128,13 +128,12 @@ async fn killed_and_restarted(chain: &Chain, db: &Db, reference_db: &Db) -> Resu
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_backfill_loses_and_duplicates_nothing_on_sqlite() -> Result<()> {
-    let chain = Chain::start("crash", 1).await?;
-    killed_and_restarted(
-        &chain,
-        &Db::sqlite(&chain, "killed"),
-        &Db::sqlite(&chain, "reference"),
-    )
-    .await
+    let mut chain = Chain::start("crash", 1).await?;
+    let (db, reference_db) = (
+        Db::sqlite(&chain, "killed"),
+        Db::sqlite(&chain, "reference"),
+    );
+    killed_and_restarted(&mut chain, &db, &reference_db).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -145,8 +144,8 @@ async fn kill_9_during_backfill_loses_and_duplicates_nothing_on_postgres() -> Re
     ) else {
         return Ok(());
     };
-    let chain = Chain::start("crash-pg", 1).await?;
-    let result = killed_and_restarted(&chain, &db, &reference_db).await;
+    let mut chain = Chain::start("crash-pg", 1).await?;
+    let result = killed_and_restarted(&mut chain, &db, &reference_db).await;
     db.drop_database().await?;
     reference_db.drop_database().await?;
     result

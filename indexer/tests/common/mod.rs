@@ -78,6 +78,8 @@ impl Chain {
         let devnet = devnet::start(&DevnetConfig {
             port: None,
             slots_in_an_epoch: Some(slots_in_an_epoch),
+            // Room for hundreds of job posts per block (benchmark fills).
+            gas_limit: Some(1_000_000_000),
             ..DevnetConfig::default()
         })
         .await?;
@@ -327,7 +329,7 @@ impl Chain {
 
     /// `blocks` blocks of `per_block` job posts each, sent without waiting for receipts (nonces and
     /// gas set by hand) and mined together: a quick way to fill the chain with events.
-    pub async fn burst(&self, blocks: u64, per_block: u64) -> Result<()> {
+    pub async fn burst(&mut self, blocks: u64, per_block: u64) -> Result<()> {
         let provider = self.provider();
         provider.anvil_set_auto_mine(false).await?;
         let escrow = JobEscrow::new(
@@ -337,7 +339,7 @@ impl Chain {
         let mut nonce = provider
             .get_transaction_count(self.requester.address)
             .await?;
-        let fee = provider.get_gas_price().await? * 2;
+        let fee = (provider.get_gas_price().await? * 4).max(10_000_000_000);
         let spec = self.spec(3_000).await?;
         let mut last = None;
         for block in 0..blocks {
@@ -366,7 +368,8 @@ impl Chain {
                 .ok_or_else(|| eyre!("burst: last post not mined"))?;
             ensure!(receipt.status(), "burst: last post reverted");
         }
-        Ok(())
+        // The requester's client cached its nonce before the burst.
+        self.reconnect()
     }
 
     /// A varied block of activity: which kind depends on `i` (posts, accepts, cancels, stakes).
