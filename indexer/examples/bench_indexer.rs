@@ -7,7 +7,7 @@
 //! BENCH_LAG_SAMPLES (default 50), BENCH_DATABASE_URL (default: a fresh SQLite file).
 
 #[path = "../tests/common/mod.rs"]
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 mod common;
 
 use std::time::{Duration, Instant};
