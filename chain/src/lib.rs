@@ -4,8 +4,10 @@
 //! - [`deploy`]: deploying and wiring the contracts, one error type for every contract transaction;
 //! - [`market`]: a typed client of the job market, one method per lifecycle step;
 //! - [`keys`]: loading an operator's signing key without ever printing it;
-//! - [`devnet`]: a local anvil chain with the protocol deployed.
+//! - [`devnet`]: a local anvil chain with the protocol deployed;
+//! - [`config`]: one TOML file plus environment overrides, for every service.
 
+pub mod config;
 pub mod deploy;
 pub mod devnet;
 pub mod keys;

@@ -12,21 +12,7 @@ use serde::{Deserialize, Serialize};
 /// (numbers, booleans, arrays) and, when that fails, as a string.
 pub const ENV_PREFIX: &str = "INFERA_EXECUTOR_";
 
-/// Why a configuration could not be read.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The file or an override is not valid.
-    #[error("invalid configuration: {0}")]
-    Invalid(String),
-}
+pub use infera_chain::config::ConfigError;
 
 /// Everything the executor needs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -135,29 +121,7 @@ impl ExecutorConfig {
         path: Option<&std::path::Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let text = match path {
-            Some(path) => std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                path: path.to_owned(),
-                source,
-            })?,
-            None => String::new(),
-        };
-        let mut table: toml::Table =
-            toml::from_str(&text).map_err(|e| ConfigError::Invalid(e.to_string()))?;
-        for (name, raw) in env {
-            let Some(key) = name.strip_prefix(ENV_PREFIX) else {
-                continue;
-            };
-            let key = key.to_ascii_lowercase();
-            let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
-                .ok()
-                .and_then(|mut t| t.remove("v"))
-                .unwrap_or(toml::Value::String(raw));
-            table.insert(key, value);
-        }
-        let config: Self = toml::Value::Table(table)
-            .try_into()
-            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.to_string()))?;
+        let config: Self = infera_chain::config::load(path, env, ENV_PREFIX)?;
         config.check()?;
         Ok(config)
     }

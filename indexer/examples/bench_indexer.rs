@@ -12,7 +12,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use alloy::providers::ext::AnvilApi;
+use alloy::providers::{Provider, ext::AnvilApi};
 use common::{Chain, wait_caught_up};
 use eyre::{Result, ensure, eyre};
 use infera_indexer::{Indexer, Step, rows::JobRow};
@@ -54,10 +54,57 @@ async fn main() -> Result<()> {
     println!("rpc_url={}", chain.devnet.anvil.endpoint());
     println!("chain_id={}", chain.chain_id());
 
+    // What one following step costs the node, on this chain (diagnostics for the live lag).
+    if std::env::var("BENCH_RPC").as_deref() == Ok("1") {
+        use alloy::{eips::BlockNumberOrTag, rpc::types::Filter};
+        let provider = chain.provider();
+        let head = chain.head().await?;
+        let time = |started: Instant| started.elapsed().as_secs_f64() * 1e3 / 20.0;
+        let started = Instant::now();
+        for _ in 0..20 {
+            provider
+                .get_block_by_number(BlockNumberOrTag::Finalized)
+                .await?;
+        }
+        println!("rpc_finalized_ms={:.2}", time(started));
+        let started = Instant::now();
+        for _ in 0..20 {
+            provider
+                .get_block_by_number(BlockNumberOrTag::Number(head))
+                .await?;
+        }
+        println!("rpc_block_ms={:.2}", time(started));
+        let started = Instant::now();
+        for _ in 0..20 {
+            provider.syncing().await?;
+        }
+        println!("rpc_syncing_ms={:.2}", time(started));
+        let started = Instant::now();
+        for _ in 0..20 {
+            provider
+                .get_logs(
+                    &Filter::new()
+                        .address(chain.devnet.deployment.job_escrow)
+                        .from_block(head)
+                        .to_block(head),
+                )
+                .await?;
+        }
+        println!("rpc_logs_one_block_ms={:.2}", time(started));
+    }
+
     // Backfill: a fresh database, every finalized block.
     let url = std::env::var("BENCH_DATABASE_URL")
         .unwrap_or_else(|_| format!("sqlite://{}", chain.dir.join("bench.db").display()));
-    let indexer = Indexer::connect(chain.config(&url)).await?;
+    // The operator's defaults (poll interval, ranges, concurrency), not the tests' quick polling.
+    let config = infera_indexer::IndexerConfig {
+        database_url: url.clone(),
+        ..infera_indexer::IndexerConfig {
+            poll_interval_ms: infera_indexer::IndexerConfig::default().poll_interval_ms,
+            ..chain.config(&url)
+        }
+    };
+    let indexer = Indexer::connect(config.clone()).await?;
     let store = indexer.store().clone();
     let started = Instant::now();
     let target = chain.head().await?.saturating_sub(128);
@@ -121,22 +168,54 @@ async fn main() -> Result<()> {
         }
     });
     wait_caught_up(&store, &chain, Duration::from_secs(120)).await?;
+    // The job's transaction waits in the pool until its block is mined.
+    let provider = chain.provider();
     let mut lags = Vec::new();
     for i in 0..samples {
-        let (id, _) = chain.post(&format!("lag {i}")).await?;
+        provider.anvil_set_auto_mine(false).await?;
+        let escrow = infera_protocol::bindings::JobEscrow::new(
+            chain.devnet.deployment.job_escrow,
+            chain.requester.provider.clone(),
+        );
+        let id = escrow.nextJobId().call().await?;
+        let pending = escrow
+            .postJob(
+                chain.spec(1_800).await?,
+                format!("lag {i}").into_bytes().into(),
+            )
+            .gas(400_000)
+            .send()
+            .await?;
+        // Mine at a random moment of the indexer's polling cycle, not right after its last commit.
+        let jitter = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .subsec_nanos() as u64
+            % (config.poll_interval_ms * 1_000);
+        tokio::time::sleep(Duration::from_micros(jitter)).await;
+        // anvil takes long to seal a block on a big state (its own cost, ~100 ms at 100k jobs):
+        // the clock starts when the block exists.
+        provider.anvil_mine(Some(1), None).await?;
         let mined = Instant::now();
+        provider.anvil_set_auto_mine(true).await?;
         let key = u64::try_from(id)?;
         while store.get::<JobRow>(chain.chain_id(), &key).await?.is_none() {
             ensure!(
                 mined.elapsed() < Duration::from_secs(30),
                 "job {id} never indexed"
             );
-            tokio::time::sleep(Duration::from_millis(1)).await;
+            tokio::time::sleep(Duration::from_micros(500)).await;
         }
         lags.push(mined.elapsed().as_secs_f64() * 1e3);
+        ensure!(
+            provider
+                .get_transaction_receipt(*pending.tx_hash())
+                .await?
+                .is_some(),
+            "lag probe not mined"
+        );
     }
     lags.sort_by(f64::total_cmp);
-    println!("poll_interval_ms={}", chain.config(&url).poll_interval_ms);
+    println!("poll_interval_ms={}", config.poll_interval_ms);
     println!("live_lag_p50_ms={:.1}", percentile(&lags, 0.5));
     println!("live_lag_p99_ms={:.1}", percentile(&lags, 0.99));
 

@@ -11,21 +11,7 @@ use serde::{Deserialize, Serialize};
 /// booleans) and, when that fails, as a string.
 pub const ENV_PREFIX: &str = "INFERA_INDEXER_";
 
-/// Why a configuration could not be read.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        /// The file.
-        path: std::path::PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The file or an override is not valid.
-    #[error("invalid configuration: {0}")]
-    Invalid(String),
-}
+pub use infera_chain::config::ConfigError;
 
 /// Everything the indexer needs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,7 +46,7 @@ impl Default for IndexerConfig {
             start_block: None,
             listen: SocketAddr::from(([127, 0, 0, 1], 8700)),
             poll_interval_ms: 100,
-            initial_block_range: 1_000,
+            initial_block_range: 100,
             max_block_range: 50_000,
             concurrency: 4,
         }
@@ -77,28 +63,7 @@ impl IndexerConfig {
         path: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let text = match path {
-            Some(path) => std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                path: path.to_owned(),
-                source,
-            })?,
-            None => String::new(),
-        };
-        let mut table: toml::Table =
-            toml::from_str(&text).map_err(|e| ConfigError::Invalid(e.to_string()))?;
-        for (name, raw) in env {
-            let Some(key) = name.strip_prefix(ENV_PREFIX) else {
-                continue;
-            };
-            let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
-                .ok()
-                .and_then(|mut t| t.remove("v"))
-                .unwrap_or(toml::Value::String(raw));
-            table.insert(key.to_ascii_lowercase(), value);
-        }
-        let config: Self = toml::Value::Table(table)
-            .try_into()
-            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.to_string()))?;
+        let config: Self = infera_chain::config::load(path, env, ENV_PREFIX)?;
         if config.initial_block_range == 0
             || config.max_block_range < config.initial_block_range
             || config.concurrency == 0

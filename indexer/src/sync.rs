@@ -114,6 +114,8 @@ pub struct Indexer {
 
 /// Fewest blocks per `eth_getLogs` after the provider keeps refusing.
 const MIN_RANGE: u64 = 1;
+/// Logs per `eth_getLogs` the range adapts towards.
+const TARGET_LOGS: u64 = 5_000;
 /// Blocks per batch above the finalized block (each needs its header).
 const UNFINALIZED_BATCH: u64 = 128;
 
@@ -260,10 +262,17 @@ impl Indexer {
                 .to_block(b);
             match self.provider.get_logs(&filter).await {
                 Ok(mut found) => {
-                    logs.append(&mut found);
+                    // Aim at about TARGET_LOGS logs per request: big enough to amortise the round
+                    // trip, small enough that fetching the next range overlaps writing this one.
                     let span = b - a + 1;
-                    let grown = span.saturating_mul(2).min(self.config.max_block_range);
-                    self.range.fetch_max(grown, Ordering::Relaxed);
+                    let next = if found.len() as u64 > TARGET_LOGS {
+                        (span * TARGET_LOGS / found.len() as u64).max(MIN_RANGE)
+                    } else {
+                        span.saturating_mul(2)
+                    };
+                    self.range
+                        .store(next.min(self.config.max_block_range), Ordering::Relaxed);
+                    logs.append(&mut found);
                 }
                 Err(error) if is_range_limit(&error) && b > a => {
                     let mid = a + (b - a) / 2;
@@ -401,6 +410,7 @@ impl Indexer {
         let started = Instant::now();
         let mut report = Instant::now();
         let (mut events, mut cursor) = (0u64, cursor);
+        let mut writing = Duration::ZERO;
 
         // Ranges are cut lazily so each one uses the range size learnt so far.
         let next = Arc::new(AtomicU64::new(first));
@@ -419,7 +429,9 @@ impl Indexer {
             })
             .buffered(self.config.concurrency.max(1));
         while let Some((logs, header)) = fetched.try_next().await? {
+            let commit_started = Instant::now();
             let (moved, n) = self.commit(&cursor, header, &[header], &logs, tip).await?;
+            writing += commit_started.elapsed();
             cursor = moved;
             events += n;
             if report.elapsed() >= Duration::from_secs(2) || cursor.block_number == last {
@@ -436,9 +448,13 @@ impl Indexer {
                     events,
                     eta_s = ((total - done) as f64 / blocks_per_s.max(1e-3)) as u64,
                     range = self.range.load(Ordering::Relaxed),
+                    writing_percent = (writing.as_secs_f64() * 100.0 / secs) as u64,
                     "backfill"
                 );
             }
+        }
+        if total > 1_000 {
+            self.store.checkpoint().await?;
         }
         Ok(Step::Advanced(cursor.block_number))
     }
