@@ -8,10 +8,7 @@
 
 use std::{collections::HashMap, time::Duration};
 
-use alloy::{
-    primitives::{Address, B256},
-    rpc::types::Log,
-};
+use alloy::{primitives::B256, rpc::types::Log};
 use serde::Serialize;
 // Statements are built from the constant table and column names of `Table` impls only; values are
 // always bound, never formatted in.
@@ -762,9 +759,4 @@ async fn restore<R: Table>(
     }
     upsert(conn, chain_id, &images).await?;
     Ok(earliest.len())
-}
-
-/// The account of a balance row as stored (tests and the API look rows up by it).
-pub fn account_key(account: Address) -> String {
-    format!("{account:#x}")
 }

@@ -40,7 +40,7 @@ async fn lifecycle(chain: &Chain, db: &Db) -> Result<()> {
     let assigned_a = chain.accept(a, &job_a).await?;
     let settled_a = chain.submit(a, &job_a, &assigned_a, 5).await?;
     chain.cancel(b, &job_b).await?;
-    let _assigned_c = chain.accept(c, &job_c).await?;
+    let assigned_c = chain.accept(c, &job_c).await?;
     let assigned_d = chain.accept(d, &job_d).await?;
     let settled_d = chain.submit(d, &job_d, &assigned_d, 16).await?;
     chain.freeze(d, &settled_d).await?;
@@ -54,7 +54,7 @@ async fn lifecycle(chain: &Chain, db: &Db) -> Result<()> {
     chain
         .requester
         .market
-        .expire(c, job_c.clone(), _assigned_c.clone())
+        .expire(c, job_c.clone(), assigned_c.clone())
         .await?;
     chain.executor.market.withdraw().await?;
     chain.stake_more(5_000).await?;
