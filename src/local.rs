@@ -53,7 +53,7 @@ pub struct LocalSummary {
 }
 
 /// The devnet's indexer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct IndexerSummary {
     /// Its read API.
     pub api: String,
@@ -159,10 +159,7 @@ pub async fn run(
                 endpoint: format!("http://{}", executor.local_addr()),
                 database: database.clone(),
             }),
-        indexer: indexer.as_ref().map(|(_, summary)| IndexerSummary {
-            api: summary.api.clone(),
-            database_url: summary.database_url.clone(),
-        }),
+        indexer: indexer.as_ref().map(|(_, summary)| summary.clone()),
     };
     println!(
         "{}",

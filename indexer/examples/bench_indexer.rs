@@ -123,7 +123,6 @@ async fn main() -> Result<()> {
     println!("backfill_seconds={secs:.3}");
     println!("events_per_s={:.0}", indexed as f64 / secs);
     println!("blocks_per_s={:.0}", target as f64 / secs);
-    let ours = indexed as f64 / secs;
 
     // The peer, side by side on the same chain and the same blocks.
     if std::env::var("BENCH_PEER").as_deref() != Ok("none") {
@@ -149,24 +148,13 @@ async fn main() -> Result<()> {
             .ok_or_else(|| eyre!("no peer_events_per_s from the peer"))?
             .trim()
             .parse()?;
-        // Ours counts every log it stored; the peer's only JobPosted: compare the same events.
+        // events_per_s counts every log stored; the peer indexes only JobPosted: compare those.
         let ours_posted = (blocks * per_block) as f64 / secs;
         println!("peer_ratio={:.1}", ours_posted / peer.max(1e-9));
-        let _ = ours;
     }
 
     // Live lag: a job posted in a new block, until its row is committed.
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let follower = tokio::spawn({
-        let indexer = indexer.clone();
-        async move {
-            indexer
-                .follow_until(async {
-                    let _ = stopped.await;
-                })
-                .await
-        }
-    });
+    let follower = common::Follower::start(&indexer);
     wait_caught_up(&store, &chain, Duration::from_secs(120)).await?;
     // The job's transaction waits in the pool until its block is mined.
     let provider = chain.provider();
@@ -221,8 +209,7 @@ async fn main() -> Result<()> {
 
     // Reorg of depth 64: 64 indexed blocks with jobs replaced by 65 others.
     wait_caught_up(&store, &chain, Duration::from_secs(30)).await?;
-    let _ = stop.send(());
-    follower.await??;
+    follower.stop().await?;
     let provider = chain.provider();
     let snapshot = provider.anvil_snapshot().await?;
     chain.burst(64, 5).await?;

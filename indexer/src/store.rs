@@ -294,7 +294,7 @@ impl Store {
         .transpose()
     }
 
-    /// Stored headers of `chain_id` from `from` up, newest first: where a reorg search walks.
+    /// Stored headers of `chain_id`, newest first: where a reorg search walks.
     ///
     /// # Errors
     /// A database error.
@@ -759,4 +759,20 @@ async fn restore<R: Table>(
     }
     upsert(conn, chain_id, &images).await?;
     Ok(earliest.len())
+}
+
+#[cfg(test)]
+mod tests {
+    /// The two dialects of the schema are one schema: PostgreSQL's is SQLite's with its types
+    /// renamed. A column added to one file and not the other fails here.
+    #[test]
+    fn migrations_are_one_schema_in_two_dialects() {
+        let sqlite = include_str!("../migrations/sqlite/0001_init.sql");
+        let postgres = include_str!("../migrations/postgres/0001_init.sql");
+        let translated = sqlite
+            .replace("INTEGER", "BIGINT")
+            .replace("BLOB", "BYTEA")
+            .replace("(SQLite)", "(PostgreSQL)");
+        assert_eq!(translated, postgres);
+    }
 }

@@ -18,17 +18,7 @@ use infera_protocol::bindings::{JobEscrow, ModelRegistry, Staking};
 async fn lifecycle(chain: &Chain, db: &Db) -> Result<()> {
     let indexer = Indexer::connect(chain.config(&db.url)).await?;
     let store = indexer.store().clone();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let follower = tokio::spawn({
-        let indexer = indexer.clone();
-        async move {
-            indexer
-                .follow_until(async {
-                    let _ = stopped.await;
-                })
-                .await
-        }
-    });
+    let follower = common::Follower::start(&indexer);
 
     // Finalized, cancelled, expired, rejected after a dispute, finalized after a dispute, open.
     let (a, job_a) = chain.post("a").await?;
@@ -194,8 +184,7 @@ async fn lifecycle(chain: &Chain, db: &Db) -> Result<()> {
 
     api(chain, &store, a).await?;
 
-    let _ = stop.send(());
-    follower.await??;
+    follower.stop().await?;
     Ok(())
 }
 

@@ -19,17 +19,7 @@ async fn reorgs(chain: &mut Chain, db: &Db, reference_db: &Db) -> Result<()> {
     chain.mine(140).await?;
     let indexer = Indexer::connect(chain.config(&db.url)).await?;
     let store = indexer.store().clone();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let follower = tokio::spawn({
-        let indexer = indexer.clone();
-        async move {
-            indexer
-                .follow_until(async {
-                    let _ = stopped.await;
-                })
-                .await
-        }
-    });
+    let follower = common::Follower::start(&indexer);
     let provider = chain.provider();
     let mut open = Vec::new();
     for i in 0..6 {
@@ -63,8 +53,7 @@ async fn reorgs(chain: &mut Chain, db: &Db, reference_db: &Db) -> Result<()> {
         wait_caught_up(&store, chain, Duration::from_secs(30)).await?;
     }
 
-    let _ = stop.send(());
-    follower.await??;
+    follower.stop().await?;
 
     let expected = reference(chain, reference_db).await?;
     let rows = assert_same(&store, &expected, chain.chain_id()).await?;

@@ -542,6 +542,33 @@ pub async fn assert_same(a: &Store, b: &Store, chain_id: u64) -> Result<usize> {
     Ok(rows)
 }
 
+/// An indexer following the chain in the background until [`Follower::stop`].
+pub struct Follower {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), infera_indexer::IndexerError>>,
+}
+
+impl Follower {
+    pub fn start(indexer: &infera_indexer::Indexer) -> Self {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let indexer = indexer.clone();
+        let task = tokio::spawn(async move {
+            indexer
+                .follow_until(async {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        Self { stop, task }
+    }
+
+    /// Stops it; fails with the error that stopped it earlier, if any.
+    pub async fn stop(self) -> Result<()> {
+        let _ = self.stop.send(());
+        Ok(self.task.await??)
+    }
+}
+
 /// Indexes the chain as it is now into a fresh database: the reference the tests compare with.
 pub async fn reference(chain: &Chain, db: &Db) -> Result<Store> {
     let indexer = infera_indexer::Indexer::connect(chain.config(&db.url)).await?;
