@@ -5,6 +5,7 @@ import {Ownable, Ownable2Step} from "@openzeppelin/contracts/access/Ownable2Step
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
+import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 import {IJobEscrow} from "./interfaces/IJobEscrow.sol";
 import {IStaking} from "./interfaces/IStaking.sol";
@@ -27,6 +28,12 @@ contract JobEscrow is IJobEscrow, Ownable2Step, ReentrancyGuardTransient {
         JobStatus status;
     }
 
+    /// @notice A credit that is withdrawable only from `releaseAt` on (no-show compensation).
+    struct LockedCredit {
+        uint128 amount;
+        uint64 releaseAt;
+    }
+
     uint256 internal constant PRICE_UNIT = 1_000_000;
     uint256 internal constant BPS = 10_000;
     bytes32 internal constant SEED_TAG = keccak256("infera.seed.v1");
@@ -44,21 +51,31 @@ contract JobEscrow is IJobEscrow, Ownable2Step, ReentrancyGuardTransient {
     uint32 public constant MAX_CALLBACK_GAS = 2_000_000;
     /// @notice Gas kept back around the callback for the rest of `submitResult`.
     uint256 internal constant CALLBACK_RESERVE = 20_000;
+    /// @notice Most output text per output token: far above any tokenizer's longest token, and it bounds
+    /// the calldata a callback's arguments take to encode.
+    uint256 public constant MAX_TEXT_BYTES_PER_TOKEN = 128;
+    /// @notice Most a requester receives from a no-show's seized collateral, as a share of its escrow.
+    uint16 public constant NO_SHOW_COMPENSATION_BPS = 1_000;
 
+    /// @inheritdoc IJobEscrow
     IERC20 public immutable token;
+    /// @inheritdoc IJobEscrow
     IStaking public immutable staking;
+    /// @inheritdoc IJobEscrow
     IModelRegistry public immutable registry;
 
     /// @notice The dispute contract, wired once; zero until then.
     address public disputes;
 
-    // Market parameters and the job counter share one slot: each lifecycle step reads it once.
+    // Market parameters, the job counter and the risk horizon share one slot: posting reads and writes
+    // it once.
     uint32 private _challengeWindow;
     uint32 private _disputeWindow;
     uint32 private _maxJobDuration;
     uint16 private _validatorFeeBps;
     uint16 private _collateralBps;
-    uint128 private _nextJobId;
+    uint64 private _nextJobId;
+    uint64 private _riskHorizon;
 
     /// @inheritdoc IJobEscrow
     uint256 public rewardPool;
@@ -66,6 +83,7 @@ contract JobEscrow is IJobEscrow, Ownable2Step, ReentrancyGuardTransient {
     mapping(address account => uint256) public credits;
 
     mapping(uint256 jobId => JobRecord) private _jobs;
+    mapping(address account => LockedCredit) private _lockedCredits;
 
     modifier onlyDisputes() {
         if (msg.sender != disputes || msg.sender == address(0)) revert Unauthorized(msg.sender);
@@ -83,6 +101,10 @@ contract JobEscrow is IJobEscrow, Ownable2Step, ReentrancyGuardTransient {
         uint16 validatorFeeBps_,
         uint16 collateralBps_
     ) Ownable(governance) {
+        if (address(token_) == address(0) || address(staking_) == address(0) || address(registry_) == address(0))
+        {
+            revert ZeroAddress();
+        }
         token = token_;
         staking = staking_;
         registry = registry_;
@@ -113,14 +135,16 @@ contract JobEscrow is IJobEscrow, Ownable2Step, ReentrancyGuardTransient {
         if (escrow == 0) revert EmptyEscrow();
 
         jobId = _nextJobId++;
+        // Stake backing this job is at risk until its last dispute could end; unbonding may never be cut
+        // below that (Staking.setUnbondingPeriod reads the high-water mark).
+        uint64 horizon = spec.deadline + _challengeWindow + _disputeWindow;
+        if (horizon > _riskHorizon) _riskHorizon = horizon;
         job = Job({
             spec: spec,
             requester: msg.sender,
             promptHash: keccak256(prompt),
-            seed: keccak256(
-                abi.encode(SEED_TAG, block.chainid, address(this), jobId, blockhash(block.number - 1))
-            ),
             samplerVersion: model.samplerVersion,
+            rulesVersion: model.rulesVersion,
             minExecutorStake: model.minExecutorStake,
             validatorFeeBps: _validatorFeeBps,
             collateralBps: _collateralBps,
@@ -161,7 +185,8 @@ contract JobEscrow is IJobEscrow, Ownable2Step, ReentrancyGuardTransient {
             revert NotDesignatedExecutor(msg.sender);
         }
 
-        uint256 collateral = job.escrow * job.collateralBps / BPS;
+        // Rounded up: even a one-unit job puts stake at risk.
+        uint256 collateral = _bpsCeil(job.escrow, job.collateralBps);
         IStaking.Price memory price =
             staking.lockForJob(msg.sender, jobId, job.spec.modelId, job.minExecutorStake, collateral);
         if (
@@ -170,7 +195,14 @@ contract JobEscrow is IJobEscrow, Ownable2Step, ReentrancyGuardTransient {
             revert PriceAboveMaximum();
         }
 
-        assignment = Assignment(msg.sender, price.inputPerMillion, price.outputPerMillion, collateral);
+        // The seed exists only now (see `Assignment.seed`): neither the requester, who fixed its salt
+        // before this block's randomness existed, nor the executor, who cannot touch the salt, steers it.
+        bytes32 seed = keccak256(
+            abi.encode(
+                SEED_TAG, block.chainid, address(this), jobId, job.requester, job.spec.salt, block.prevrandao
+            )
+        );
+        assignment = Assignment(msg.sender, price.inputPerMillion, price.outputPerMillion, collateral, seed);
         record.digest = bytes31(keccak256(abi.encode(jobHash, assignment)));
         record.status = JobStatus.Accepted;
         emit JobAccepted(jobId, msg.sender, assignment);
@@ -193,6 +225,7 @@ contract JobEscrow is IJobEscrow, Ownable2Step, ReentrancyGuardTransient {
                 || result.inputTokens == 0 || result.inputTokens > job.spec.maxInputTokens
                 || result.finishReason == FinishReason.None
                 || (result.finishReason == FinishReason.Length && outputCount != job.spec.maxOutputTokens)
+                || result.output.length > outputCount * MAX_TEXT_BYTES_PER_TOKEN
         ) revert InvalidResult();
 
         uint256 payment =
@@ -206,17 +239,10 @@ contract JobEscrow is IJobEscrow, Ownable2Step, ReentrancyGuardTransient {
             executor: assignment.executor,
             escrow: job.escrow,
             payment: payment,
-            validatorFee: payment * job.validatorFeeBps / BPS,
+            // Rounded up: tiny jobs still feed the reward pool, so farming job counts is never free.
+            validatorFee: _bpsCeil(payment, job.validatorFeeBps),
             collateral: assignment.collateral,
-            commitment: Commitment.compute(
-                job.spec.modelId,
-                job.samplerVersion,
-                job.spec.sampling,
-                job.seed,
-                result.promptTokensHash,
-                keccak256(result.outputTokens),
-                result.finishReason
-            ),
+            commitment: _commitment(job, assignment, result),
             challengeEnd: challengeEnd,
             disputeEnd: challengeEnd + job.disputeWindow
         });
@@ -235,7 +261,8 @@ contract JobEscrow is IJobEscrow, Ownable2Step, ReentrancyGuardTransient {
         );
 
         // Interaction last. The executor must forward enough gas for the full callback budget
-        // (63/64 rule), so it cannot make the callback fail by starving it.
+        // (63/64 rule), so it cannot make the callback fail by starving it: a cheap check up front, and
+        // after a failed call a second one that also covers what encoding the arguments cost.
         address callback = job.spec.callback;
         if (callback != address(0)) {
             uint256 gasLimit = job.spec.callbackGasLimit;
@@ -247,6 +274,8 @@ contract JobEscrow is IJobEscrow, Ownable2Step, ReentrancyGuardTransient {
                     jobId, result.output, uint8(result.finishReason)
                 ) {}
                 catch {
+                    // Had the callee been given its whole limit, at least gasLimit / 63 would be left.
+                    if (gasleft() <= gasLimit / 63) revert InsufficientGasForCallback();
                     emit CallbackFailed(jobId, callback);
                 }
             }
@@ -279,19 +308,34 @@ contract JobEscrow is IJobEscrow, Ownable2Step, ReentrancyGuardTransient {
         if (block.timestamp <= job.spec.deadline) revert DeadlineNotPassed(job.spec.deadline);
 
         credits[job.requester] += job.escrow;
-        uint256 seized =
-            _seize(jobId, assignment.executor, assignment.collateral, IStaking.Fault.NoShow, address(this));
-        credits[job.requester] += seized;
-        emit JobExpired(jobId, job.escrow, seized);
+        uint256 before = token.balanceOf(address(this));
+        staking.seizeCollateral(
+            assignment.executor, jobId, assignment.collateral, IStaking.Fault.NoShow, address(this)
+        );
+        uint256 seized = token.balanceOf(address(this)) - before;
+        // The requester may be the executor under another address: it gets at most a capped share of
+        // the escrow, and only after the unbonding period; the rest funds the validators.
+        uint256 compensation = Math.min(seized, job.escrow * NO_SHOW_COMPENSATION_BPS / BPS);
+        if (compensation != 0) {
+            LockedCredit storage locked = _lockedCredits[job.requester];
+            uint256 releaseAt = block.timestamp + staking.unbondingPeriod();
+            locked.amount = (uint256(locked.amount) + compensation).toUint128();
+            locked.releaseAt = releaseAt.toUint64();
+            emit CreditLocked(job.requester, compensation, releaseAt);
+        }
+        rewardPool += seized - compensation;
+        emit JobExpired(jobId, job.escrow, compensation, seized - compensation);
     }
 
     /// @inheritdoc IJobEscrow
     function withdraw() external nonReentrant {
-        uint256 amount = credits[msg.sender];
-        if (amount == 0) revert NothingToWithdraw();
-        credits[msg.sender] = 0;
-        token.safeTransfer(msg.sender, amount);
-        emit Withdrawn(msg.sender, amount);
+        _withdraw(msg.sender);
+    }
+
+    /// @inheritdoc IJobEscrow
+    function withdrawTo(address to) external nonReentrant {
+        if (to == address(0)) revert ZeroAddress();
+        _withdraw(to);
     }
 
     // ---------------------------------------------------------------- dispute contract
@@ -318,8 +362,11 @@ contract JobEscrow is IJobEscrow, Ownable2Step, ReentrancyGuardTransient {
         }
         _enter(jobId, JobStatus.Disputed, _hash(settlement), JobStatus.Rejected);
         credits[settlement.requester] += settlement.escrow;
-        _seize(jobId, settlement.executor, settlement.collateral, IStaking.Fault.DisputeLost, disputes);
-        emit JobRejected(jobId, settlement.escrow, settlement.collateral);
+        uint256 before = token.balanceOf(disputes);
+        staking.seizeCollateral(
+            settlement.executor, jobId, settlement.collateral, IStaking.Fault.DisputeLost, disputes
+        );
+        emit JobRejected(jobId, settlement.escrow, token.balanceOf(disputes) - before);
     }
 
     /// @inheritdoc IJobEscrow
@@ -355,6 +402,17 @@ contract JobEscrow is IJobEscrow, Ownable2Step, ReentrancyGuardTransient {
     /// @inheritdoc IJobEscrow
     function jobStatus(uint256 jobId) external view returns (JobStatus) {
         return _jobs[jobId].status;
+    }
+
+    /// @inheritdoc IJobEscrow
+    function lockedCreditOf(address account) external view returns (uint256 amount, uint256 releaseAt) {
+        LockedCredit memory locked = _lockedCredits[account];
+        return (locked.amount, locked.releaseAt);
+    }
+
+    /// @inheritdoc IJobEscrow
+    function riskHorizon() external view returns (uint256) {
+        return _riskHorizon;
     }
 
     /// @inheritdoc IJobEscrow
@@ -435,14 +493,44 @@ contract JobEscrow is IJobEscrow, Ownable2Step, ReentrancyGuardTransient {
         emit JobFinalized(jobId);
     }
 
-    /// @dev Seizes collateral from staking into `to`, returning what arrived here when `to` is this contract.
-    function _seize(uint256 jobId, address executor, uint256 collateral, IStaking.Fault fault, address to)
+    /// @dev Pays the caller's credit, and its locked credit once released, to `to`.
+    function _withdraw(address to) private {
+        uint256 amount = credits[msg.sender];
+        credits[msg.sender] = 0;
+        LockedCredit memory locked = _lockedCredits[msg.sender];
+        if (locked.amount != 0 && block.timestamp >= locked.releaseAt) {
+            amount += locked.amount;
+            delete _lockedCredits[msg.sender];
+        }
+        if (amount == 0) revert NothingToWithdraw();
+        token.safeTransfer(to, amount);
+        emit Withdrawn(msg.sender, to, amount);
+    }
+
+    /// @dev The commitment of a submitted result (Commitment.sol): bound to the job's seed and everything
+    /// billed or delivered.
+    function _commitment(Job calldata job, Assignment calldata assignment, Result calldata result)
         private
-        returns (uint256 received)
+        pure
+        returns (bytes32)
     {
-        uint256 before = token.balanceOf(address(this));
-        staking.seizeCollateral(executor, jobId, collateral, fault, to);
-        received = token.balanceOf(address(this)) - before;
+        return Commitment.compute(
+            job.spec.modelId,
+            job.samplerVersion,
+            job.spec.sampling,
+            assignment.seed,
+            result.promptTokensHash,
+            result.inputTokens,
+            keccak256(result.outputTokens),
+            keccak256(result.output),
+            result.finishReason
+        );
+    }
+
+    /// @dev `amount × bps / 10,000`, rounded up (amounts here are far below overflow: escrows are bounded
+    /// by uint64 prices × uint32 token counts).
+    function _bpsCeil(uint256 amount, uint256 bps) private pure returns (uint256) {
+        return (amount * bps + BPS - 1) / BPS;
     }
 
     function _maxCost(JobSpec calldata spec) private pure returns (uint256) {

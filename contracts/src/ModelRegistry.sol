@@ -17,6 +17,7 @@ contract ModelRegistry is IModelRegistry, Ownable2Step {
 
     mapping(bytes32 modelId => Model) private _models;
     bytes32[] private _modelIds;
+    mapping(bytes32 modelId => mapping(uint32 version => Rules)) private _rules;
 
     constructor(address governance) Ownable(governance) {}
 
@@ -33,10 +34,17 @@ contract ModelRegistry is IModelRegistry, Ownable2Step {
         _checkTerms(entry.terms);
         _checkThresholds(entry.thresholds);
 
-        _models[modelId] = entry;
+        Model storage stored = _models[modelId];
+        stored.name = entry.name;
+        stored.weightsSha256 = entry.weightsSha256;
+        stored.tokenizerHash = entry.tokenizerHash;
+        stored.terms = entry.terms;
+        stored.terms.rulesVersion = 0; // the registry numbers the versions, from 1
+        stored.thresholds = entry.thresholds;
         _modelIds.push(modelId);
         emit ModelRegistered(modelId, entry.name, entry.weightsSha256, entry.tokenizerHash);
-        emit ModelTermsUpdated(modelId, entry.terms);
+        _newRulesVersion(modelId, stored);
+        emit ModelTermsUpdated(modelId, stored.terms);
         emit ThresholdsUpdated(modelId, entry.thresholds);
     }
 
@@ -45,8 +53,12 @@ contract ModelRegistry is IModelRegistry, Ownable2Step {
         Model storage entry = _existing(modelId);
         _checkTerms(newTerms);
         if (newTerms.samplerVersion < entry.terms.samplerVersion) revert InvalidModelParameter();
+        uint32 rulesVersion = entry.terms.rulesVersion;
+        bool rulesChanged = newTerms.auditRatePpm != entry.terms.auditRatePpm;
         entry.terms = newTerms;
-        emit ModelTermsUpdated(modelId, newTerms);
+        entry.terms.rulesVersion = rulesVersion;
+        if (rulesChanged) _newRulesVersion(modelId, entry);
+        emit ModelTermsUpdated(modelId, entry.terms);
     }
 
     /// @inheritdoc IModelRegistry
@@ -54,6 +66,7 @@ contract ModelRegistry is IModelRegistry, Ownable2Step {
         Model storage entry = _existing(modelId);
         _checkThresholds(thresholds);
         entry.thresholds = thresholds;
+        _newRulesVersion(modelId, entry);
         emit ThresholdsUpdated(modelId, thresholds);
     }
 
@@ -70,6 +83,13 @@ contract ModelRegistry is IModelRegistry, Ownable2Step {
     }
 
     /// @inheritdoc IModelRegistry
+    function rulesAt(bytes32 modelId, uint32 version) external view returns (Rules memory rules) {
+        rules = _rules[modelId][version];
+        // Every stored version has a non-zero margin threshold (`_checkThresholds`).
+        if (rules.thresholds.maxMarginPpm == 0) revert UnknownRulesVersion(modelId, version);
+    }
+
+    /// @inheritdoc IModelRegistry
     function modelCount() external view returns (uint256) {
         return _modelIds.length;
     }
@@ -77,6 +97,15 @@ contract ModelRegistry is IModelRegistry, Ownable2Step {
     /// @inheritdoc IModelRegistry
     function modelIdAt(uint256 index) external view returns (bytes32) {
         return _modelIds[index];
+    }
+
+    /// @dev Records the entry's current audit rate and thresholds as the model's next rules version.
+    function _newRulesVersion(bytes32 modelId, Model storage entry) private {
+        uint32 version = entry.terms.rulesVersion + 1;
+        entry.terms.rulesVersion = version;
+        Rules memory rules = Rules(entry.terms.auditRatePpm, entry.thresholds);
+        _rules[modelId][version] = rules;
+        emit RulesVersioned(modelId, version, rules);
     }
 
     function _existing(bytes32 modelId) private view returns (Model storage entry) {

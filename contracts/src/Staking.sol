@@ -153,7 +153,8 @@ contract Staking is IStaking, Ownable2Step, ReentrancyGuardTransient {
         only(jobEscrow)
     {
         StakeInfo storage info = _stakes[executor][Role.Executor];
-        info.locked -= amount.toUint96();
+        // Less may be locked than the job's collateral once a slash reached locked stake.
+        info.locked -= uint96(Math.min(amount, info.locked));
         info.jobsCompleted += 1;
     }
 
@@ -164,7 +165,8 @@ contract Staking is IStaking, Ownable2Step, ReentrancyGuardTransient {
         nonReentrant
     {
         StakeInfo storage info = _stakes[executor][Role.Executor];
-        uint96 seized = amount.toUint96();
+        // Less may be locked than the job's collateral once a slash reached locked stake.
+        uint96 seized = uint96(Math.min(amount, info.locked));
         info.locked -= seized;
         info.staked -= seized;
         if (fault == Fault.NoShow) {
@@ -183,6 +185,9 @@ contract Staking is IStaking, Ownable2Step, ReentrancyGuardTransient {
         nonReentrant
         returns (uint256 slashed)
     {
+        // Free stake first, then unbonding stake, then locked stake: locking stake in jobs (one's own
+        // included) never hides it from a slash. A job whose collateral was slashed away releases or
+        // forfeits only what is left (`releaseCollateral`, `seizeCollateral`).
         StakeInfo storage info = _stakes[account][role];
         uint256 fromFree = Math.min(amount, info.staked - info.locked);
         info.staked -= fromFree.toUint96();
@@ -191,7 +196,11 @@ contract Staking is IStaking, Ownable2Step, ReentrancyGuardTransient {
         uint256 fromUnbonding = Math.min(amount - fromFree, pending.amount);
         pending.amount -= fromUnbonding.toUint96();
 
-        slashed = fromFree + fromUnbonding;
+        uint256 fromLocked = Math.min(amount - fromFree - fromUnbonding, info.locked);
+        info.locked -= fromLocked.toUint96();
+        info.staked -= fromLocked.toUint96();
+
+        slashed = fromFree + fromUnbonding + fromLocked;
         if (slashed != 0) token.safeTransfer(to, slashed);
         emit Slashed(account, role, slashed, to);
     }
@@ -201,6 +210,11 @@ contract Staking is IStaking, Ownable2Step, ReentrancyGuardTransient {
     /// @inheritdoc IStaking
     function setJobEscrow(address jobEscrow_) external onlyOwner {
         if (jobEscrow != address(0) || jobEscrow_.code.length == 0) {
+            revert InvalidProtocolContract(jobEscrow_);
+        }
+        IJobEscrow escrow = IJobEscrow(jobEscrow_);
+        // Wired to the same token, this staking and this registry, or not at all.
+        if (escrow.token() != token || escrow.staking() != this || escrow.registry() != registry) {
             revert InvalidProtocolContract(jobEscrow_);
         }
         uint256 lifetime = IJobEscrow(jobEscrow_).maxJobLifetime();
@@ -220,7 +234,16 @@ contract Staking is IStaking, Ownable2Step, ReentrancyGuardTransient {
 
     /// @inheritdoc IStaking
     function setUnbondingPeriod(uint256 period) external onlyOwner {
-        _setUnbondingPeriod(period, jobEscrow == address(0) ? 0 : IJobEscrow(jobEscrow).maxJobLifetime());
+        uint256 minPeriod;
+        if (jobEscrow != address(0)) {
+            IJobEscrow escrow = IJobEscrow(jobEscrow);
+            // New jobs: their whole lifetime. Jobs already posted keep the windows they snapshotted:
+            // stake unbonding from now on must stay slashable until the last of them can be disputed.
+            uint256 horizon = escrow.riskHorizon();
+            uint256 openJobs = horizon > block.timestamp ? horizon - block.timestamp : 0;
+            minPeriod = Math.max(escrow.maxJobLifetime(), openJobs);
+        }
+        _setUnbondingPeriod(period, minPeriod);
     }
 
     function _setUnbondingPeriod(uint256 period, uint256 minPeriod) private {

@@ -19,6 +19,8 @@ contract CommitmentTest is Base {
         uint32[] outputTokenIds;
         bytes32 promptTokensHash;
         bytes32 outputTokensHash;
+        uint32 inputTokens;
+        bytes32 outputTextHash;
         FinishReason finishReason;
         bytes32 commitment;
     }
@@ -56,6 +58,8 @@ contract CommitmentTest is Base {
         v.outputTokenIds = toUint32s(vm.parseJsonUintArray(json, string.concat(p, ".outputTokenIds")));
         v.promptTokensHash = vm.parseJsonBytes32(json, string.concat(p, ".promptTokensHash"));
         v.outputTokensHash = vm.parseJsonBytes32(json, string.concat(p, ".outputTokensHash"));
+        v.inputTokens = u32(json, string.concat(p, ".inputTokens"));
+        v.outputTextHash = vm.parseJsonBytes32(json, string.concat(p, ".outputTextHash"));
         uint256 fr = vm.parseJsonUint(json, string.concat(p, ".finishReason"));
         require(fr <= uint256(type(FinishReason).max), "finish reason out of range");
         v.finishReason = FinishReason(fr);
@@ -71,7 +75,7 @@ contract CommitmentTest is Base {
     function specCommitment(Vector memory v) internal pure returns (bytes32) {
         return keccak256(
             abi.encode(
-                keccak256("infera.commitment.v1"),
+                keccak256("infera.commitment.v2"),
                 v.modelId,
                 uint256(v.samplerVersion),
                 uint256(v.sampling.temperature),
@@ -79,7 +83,9 @@ contract CommitmentTest is Base {
                 uint256(v.sampling.topP),
                 v.seed,
                 keccak256(packBigEndian(v.promptTokenIds)),
+                uint256(v.inputTokens),
                 keccak256(packBigEndian(v.outputTokenIds)),
+                v.outputTextHash,
                 uint256(uint8(v.finishReason))
             )
         );
@@ -99,7 +105,7 @@ contract CommitmentTest is Base {
     function test_vectors_tag() public view {
         string memory json = readVectors();
         vm.assertEq(vm.parseJsonBytes32(json, ".tag"), Commitment.COMMITMENT_TAG, "tag");
-        vm.assertEq(Commitment.COMMITMENT_TAG, keccak256("infera.commitment.v1"), "tag preimage");
+        vm.assertEq(Commitment.COMMITMENT_TAG, keccak256("infera.commitment.v2"), "tag preimage");
     }
 
     function test_vectors_allMatch() public view {
@@ -124,7 +130,9 @@ contract CommitmentTest is Base {
                 v.sampling,
                 v.seed,
                 v.promptTokensHash,
+                v.inputTokens,
                 v.outputTokensHash,
+                v.outputTextHash,
                 v.finishReason
             );
             vm.assertEq(c, v.commitment, string.concat("commitment", at));
@@ -165,12 +173,14 @@ contract CommitmentTest is Base {
         spec.maxOutputTokens = uint32(v.outputTokenIds.length);
         (uint256 jobId, IJobEscrow.Job memory job, IJobEscrow.Assignment memory a) = acceptedJob(spec);
 
+        string memory text = vm.parseJsonString(json, ".vectors[0].output");
+        vm.assertEq(keccak256(bytes(text)), v.outputTextHash, "vector text hash");
         IJobEscrow.Result memory r = IJobEscrow.Result({
-            inputTokens: uint32(v.promptTokenIds.length),
+            inputTokens: v.inputTokens,
             finishReason: v.finishReason,
             promptTokensHash: keccak256(Commitment.pack(v.promptTokenIds)),
             outputTokens: Commitment.pack(v.outputTokenIds),
-            output: bytes(v.name)
+            output: bytes(text)
         });
         vm.assertEq(r.promptTokensHash, v.promptTokensHash, "same prompt hash as the vector");
         IJobEscrow.Settlement memory s = submit(jobId, job, a, r);
@@ -179,7 +189,7 @@ contract CommitmentTest is Base {
         Vector memory onChain = abi.decode(abi.encode(v), (Vector));
         onChain.modelId = modelId;
         onChain.samplerVersion = job.samplerVersion;
-        onChain.seed = job.seed;
+        onChain.seed = a.seed;
         vm.assertEq(s.commitment, specCommitment(onChain), "escrow commitment = spec encoding");
         // And with the vector's own model, version and seed, the same function gives the vector's value.
         vm.assertEq(specCommitment(v), v.commitment, "vector");
@@ -209,8 +219,10 @@ contract CommitmentTest is Base {
         v.promptTokenIds = new uint32[](2);
         v.outputTokenIds = new uint32[](1);
         v.finishReason = FinishReason.Stop;
+        v.inputTokens = 2;
+        v.outputTextHash = keccak256("text");
         bytes32 base = specCommitment(v);
-        uint256 field = bound(which, 0, 9);
+        uint256 field = bound(which, 0, 11);
         if (field == 0) v.modelId = bytes32(uint256(v.modelId) ^ 1);
         else if (field == 1) v.samplerVersion = 2;
         else if (field == 2) v.sampling.temperature += 1;
@@ -220,6 +232,8 @@ contract CommitmentTest is Base {
         else if (field == 6) v.promptTokenIds[1] = 1;
         else if (field == 7) v.outputTokenIds[0] = 1;
         else if (field == 8) v.finishReason = FinishReason.Length;
+        else if (field == 9) v.inputTokens += 1; // over-billed input, same prompt ids
+        else if (field == 10) v.outputTextHash = keccak256("other text"); // other text, same ids
         else v.promptTokenIds = new uint32[](3); // one more (zero) token
         vm.assertNotEq(specCommitment(v), base, "every field changes the commitment");
         vm.assertEq(
@@ -229,7 +243,9 @@ contract CommitmentTest is Base {
                 v.sampling,
                 v.seed,
                 keccak256(Commitment.pack(v.promptTokenIds)),
+                v.inputTokens,
                 keccak256(Commitment.pack(v.outputTokenIds)),
+                v.outputTextHash,
                 v.finishReason
             ),
             specCommitment(v),

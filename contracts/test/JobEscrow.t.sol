@@ -13,9 +13,9 @@ import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 
 /// @notice Shared helpers of the escrow unit suites.
 abstract contract EscrowTestBase is Base {
-    uint256 internal constant JOB_FIELDS = 18;
+    uint256 internal constant JOB_FIELDS = 19;
     uint256 internal constant SETTLEMENT_FIELDS = 8;
-    uint256 internal constant ASSIGNMENT_FIELDS = 4;
+    uint256 internal constant ASSIGNMENT_FIELDS = 5;
 
     function copyJob(IJobEscrow.Job memory job) internal pure returns (IJobEscrow.Job memory) {
         return abi.decode(abi.encode(job), (IJobEscrow.Job));
@@ -42,10 +42,11 @@ abstract contract EscrowTestBase is Base {
         else if (field == 11) t.spec.sampling.topP -= 1;
         else if (field == 12) t.requester = address(0xBEEF);
         else if (field == 13) t.promptHash = keccak256("another prompt");
-        else if (field == 14) t.seed = bytes32(uint256(t.seed) ^ 1);
+        else if (field == 14) t.spec.salt = bytes32(uint256(t.spec.salt) ^ 1);
         else if (field == 15) t.samplerVersion += 1;
         else if (field == 16) t.minExecutorStake -= 1;
         else if (field == 17) t.escrow -= 1;
+        else if (field == 18) t.rulesVersion += 1;
         else revert("no such field");
     }
 
@@ -54,11 +55,12 @@ abstract contract EscrowTestBase is Base {
         view
         returns (IJobEscrow.Assignment memory t)
     {
-        t = IJobEscrow.Assignment(a.executor, a.inputPrice, a.outputPrice, a.collateral);
+        t = IJobEscrow.Assignment(a.executor, a.inputPrice, a.outputPrice, a.collateral, a.seed);
         if (field == 0) t.executor = otherExecutor;
         else if (field == 1) t.inputPrice -= 1;
         else if (field == 2) t.outputPrice -= 1;
         else if (field == 3) t.collateral -= 1;
+        else if (field == 4) t.seed = bytes32(uint256(t.seed) ^ 1);
         else revert("no such field");
     }
 
@@ -103,8 +105,8 @@ contract JobEscrowPostTest is EscrowTestBase {
             spec: spec,
             requester: requester,
             promptHash: keccak256(PROMPT),
-            seed: expectedSeed(1),
             samplerVersion: 1,
+            rulesVersion: 1,
             minExecutorStake: MIN_EXECUTOR_STAKE,
             validatorFeeBps: VALIDATOR_FEE_BPS,
             collateralBps: COLLATERAL_BPS,
@@ -252,64 +254,6 @@ contract JobEscrowPostTest is EscrowTestBase {
         vm.assertEq(escrow.nextJobId(), 1, "no job id consumed");
     }
 
-    function test_seed_fixedAtPostingAndDistinctPerJob() public {
-        (uint256 id1, IJobEscrow.Job memory job1) = post(defaultSpec());
-        (uint256 id2, IJobEscrow.Job memory job2) = post(defaultSpec());
-        vm.assertEq(job1.seed, expectedSeed(id1), "seed 1 derivation");
-        vm.assertEq(job2.seed, expectedSeed(id2), "seed 2 derivation");
-        vm.assertNotEq(job1.seed, job2.seed, "same block, different jobs, different seeds");
-
-        // Later blocks change nothing: the commitment is made with the posted seed.
-        vm.roll(block.number + 50);
-        vm.warp(block.timestamp + 10 minutes);
-        IJobEscrow.Assignment memory a = accept(executor, id1, job1);
-        IJobEscrow.Result memory r = defaultResult(100, 10);
-        IJobEscrow.Settlement memory s = submit(id1, job1, a, r);
-        vm.assertEq(
-            s.commitment,
-            Commitment.compute(
-                modelId,
-                1,
-                job1.spec.sampling,
-                job1.seed,
-                r.promptTokensHash,
-                keccak256(r.outputTokens),
-                r.finishReason
-            ),
-            "commitment uses posted seed"
-        );
-
-        // The executor cannot substitute a seed of its choosing.
-        IJobEscrow.Job memory forged = copyJob(job2);
-        forged.seed = keccak256("executor's favourite seed");
-        vm.prank(executor);
-        vm.expectRevert(abi.encodeWithSelector(IJobEscrow.TermsMismatch.selector, id2));
-        escrow.acceptJob(id2, forged);
-    }
-
-    function test_seed_dependsOnPreviousBlockHash() public {
-        vm.setBlockhash(block.number - 1, keccak256("parent A"));
-        post(defaultSpec());
-        uint256 snap = vm.snapshotState();
-        (uint256 idA, IJobEscrow.Job memory jobA) = post(defaultSpec());
-        vm.revertToState(snap);
-        vm.roll(block.number + 1);
-        vm.setBlockhash(block.number - 1, keccak256("parent B"));
-        (uint256 idB, IJobEscrow.Job memory jobB) = post(defaultSpec());
-        vm.assertEq(idA, idB, "same job id in both branches");
-        vm.assertEq(jobA.seed, expectedSeedAt(idA, block.number - 1), "seed from parent A");
-        vm.assertEq(jobB.seed, expectedSeedAt(idB, block.number), "seed from parent B");
-        vm.assertNotEq(jobA.seed, jobB.seed, "parent hash changes the seed");
-    }
-
-    function expectedSeedAt(uint256 jobId, uint256 blockNumber) internal view returns (bytes32) {
-        return keccak256(
-            abi.encode(
-                keccak256("infera.seed.v1"), block.chainid, address(escrow), jobId, blockhash(blockNumber - 1)
-            )
-        );
-    }
-
     function testFuzz_maxCost_formula(uint32 maxIn, uint32 maxOut, uint64 inPrice, uint64 outPrice)
         public
         view
@@ -445,8 +389,9 @@ contract JobEscrowAcceptTest is EscrowTestBase {
     function test_accept_locksCollateralAndBinds() public {
         (uint256 jobId, IJobEscrow.Job memory job) = post(defaultSpec());
         uint256 collateral = job.escrow * COLLATERAL_BPS / 10_000;
-        IJobEscrow.Assignment memory expected =
-            IJobEscrow.Assignment(executor, INPUT_PRICE, OUTPUT_PRICE, collateral);
+        IJobEscrow.Assignment memory expected = IJobEscrow.Assignment(
+            executor, INPUT_PRICE, OUTPUT_PRICE, collateral, expectedSeed(jobId, job)
+        );
         vm.expectEmit(true, true, true, true, address(escrow));
         emit IJobEscrow.JobAccepted(jobId, executor, expected);
         IJobEscrow.Assignment memory a = accept(executor, jobId, job);
@@ -649,9 +594,11 @@ contract JobEscrowSubmitTest is EscrowTestBase {
             modelId,
             1,
             job.spec.sampling,
-            job.seed,
+            assignment.seed,
             r.promptTokensHash,
+            r.inputTokens,
             keccak256(r.outputTokens),
+            keccak256(r.output),
             FinishReason.Stop
         );
         uint64 challengeEnd = uint64(block.timestamp) + CHALLENGE_WINDOW;
@@ -758,9 +705,11 @@ contract JobEscrowSubmitTest is EscrowTestBase {
                 modelId,
                 1,
                 job.spec.sampling,
-                job.seed,
+                assignment.seed,
                 r.promptTokensHash,
+                r.inputTokens,
                 keccak256(r.outputTokens),
+                keccak256(r.output),
                 FinishReason.Length
             ),
             "length commitment"
@@ -937,11 +886,16 @@ contract JobEscrowExpireTest is EscrowTestBase {
         vm.expectEmit(true, true, true, true, address(staking));
         emit IStaking.CollateralSeized(executor, jobId, a.collateral, IStaking.Fault.NoShow, address(escrow));
         vm.expectEmit(true, true, true, true, address(escrow));
-        emit IJobEscrow.JobExpired(jobId, job.escrow, a.collateral);
+        uint256 compensation = job.escrow * escrow.NO_SHOW_COMPENSATION_BPS() / 10_000;
+        emit IJobEscrow.JobExpired(jobId, job.escrow, compensation, a.collateral - compensation);
         vm.prank(stranger); // permissionless
         escrow.expire(jobId, job, a);
 
-        vm.assertEq(escrow.credits(requester), job.escrow + a.collateral, "refund + seized collateral");
+        vm.assertEq(escrow.credits(requester), job.escrow, "refund now");
+        (uint256 locked, uint256 releaseAt) = escrow.lockedCreditOf(requester);
+        vm.assertEq(locked, compensation, "compensation locked");
+        vm.assertEq(releaseAt, block.timestamp + UNBONDING_PERIOD, "until the unbonding period");
+        vm.assertEq(escrow.rewardPool(), a.collateral - compensation, "rest to the reward pool");
         IStaking.StakeInfo memory info = stakeInfo(executor);
         vm.assertEq(info.locked, 0, "locked reduced");
         vm.assertEq(info.staked, 1_000e6 - a.collateral, "stake reduced by the collateral");
@@ -1058,7 +1012,7 @@ contract JobEscrowWithdrawTest is EscrowTestBase {
         vm.assertGt(credit, 0, "has credit");
         uint256 escrowBefore = token.balanceOf(address(escrow));
         vm.expectEmit(true, true, true, true, address(escrow));
-        emit IJobEscrow.Withdrawn(executor, credit);
+        emit IJobEscrow.Withdrawn(executor, executor, credit);
         vm.prank(executor);
         escrow.withdraw();
         vm.assertEq(token.balanceOf(executor), credit, "paid");

@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: MIT
 pragma solidity 0.8.30;
 
+import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {SamplingParams, FinishReason} from "../libraries/Commitment.sol";
+import {IStaking} from "./IStaking.sol";
+import {IModelRegistry} from "./IModelRegistry.sol";
 
 /// @title IJobEscrow
 /// @notice The on-chain job market for dApps: post a prompt with the maximum cost in escrow, an
@@ -13,6 +16,12 @@ import {SamplingParams, FinishReason} from "../libraries/Commitment.sol";
 /// Each step takes the terms it needs as calldata (emitted by the previous step's event) and checks
 /// them against the digest, then moves the digest on: H(Job) at posting, H(H(Job), Assignment) once
 /// accepted, H(Settlement) once the result is in.
+///
+/// Economics against self-dealing (one owner behind the requester and the executor): an expired job
+/// refunds the escrow, but of the executor's seized collateral the requester gets at most
+/// `NO_SHOW_COMPENSATION_BPS` of the escrow, and only after the staking unbonding period
+/// (`lockedCreditOf`); the rest goes to the validator reward pool. Letting one's own job expire is
+/// therefore never a way to move stake out faster than unbonding, and it costs the collateral.
 interface IJobEscrow {
     enum JobStatus {
         None,
@@ -37,6 +46,7 @@ interface IJobEscrow {
     /// @param maxOutputPrice Highest output price accepted, base units per million tokens.
     /// @param deadline Timestamp by which the result must be submitted.
     /// @param sampling Sampling parameters of the verifiable sampler.
+    /// @param salt The requester's contribution to the seed (any value; see `Assignment.seed`).
     struct JobSpec {
         bytes32 modelId;
         address executor;
@@ -48,11 +58,12 @@ interface IJobEscrow {
         uint64 maxOutputPrice;
         uint64 deadline;
         SamplingParams sampling;
+        bytes32 salt;
     }
 
     /// @notice A job's terms as fixed at posting (emitted in `JobPosted`).
-    /// @param seed Sampling seed, derived from the job id and the previous block hash at posting.
-    /// @param samplerVersion, minExecutorStake Snapshots of the model's terms at posting.
+    /// @param samplerVersion, minExecutorStake, rulesVersion Snapshots of the model's terms at posting;
+    /// the job is verified by the registry's `rulesAt(modelId, rulesVersion)` (audit rate, thresholds).
     /// @param validatorFeeBps, collateralBps, challengeWindow, disputeWindow Snapshots of the market
     /// parameters at posting: governance changes never touch a posted job.
     /// @param escrow The maximum cost, held in escrow.
@@ -60,8 +71,8 @@ interface IJobEscrow {
         JobSpec spec;
         address requester;
         bytes32 promptHash;
-        bytes32 seed;
         uint32 samplerVersion;
+        uint32 rulesVersion;
         uint96 minExecutorStake;
         uint16 validatorFeeBps;
         uint16 collateralBps;
@@ -71,11 +82,21 @@ interface IJobEscrow {
     }
 
     /// @notice The executor a job is bound to and the prices it is paid at (emitted in `JobAccepted`).
+    /// @param collateral Stake locked for the job: the escrow × the job's collateral ratio, rounded up.
+    /// @param seed The sampling seed, fixed at acceptance:
+    /// `keccak256(abi.encode(SEED_TAG, chainid, escrow, jobId, requester, spec.salt, block.prevrandao))`.
+    /// Nobody can steer it: the requester commits to its salt at posting, before the randomness of the
+    /// accepting block exists, and the job id is already fixed then, so posting or cancelling other
+    /// jobs changes nothing; the executor cannot choose the salt, and the seed is unknown until the job
+    /// is bound to it. An executor could at most delay acceptance to draw the seed of a later block,
+    /// one draw per block, while any other eligible executor may take the job first (and output is
+    /// bounded by `maxOutputTokens` and billed only as verified).
     struct Assignment {
         address executor;
         uint64 inputPrice;
         uint64 outputPrice;
         uint256 collateral;
+        bytes32 seed;
     }
 
     /// @notice What an executor submits.
@@ -83,7 +104,8 @@ interface IJobEscrow {
     /// @param finishReason Stop or Length (Length requires exactly `maxOutputTokens` outputs).
     /// @param promptTokensHash keccak256 of the prompt token ids packed as uint32 big-endian.
     /// @param outputTokens Output token ids packed as uint32 big-endian.
-    /// @param output Output text (the detokenised ids).
+    /// @param output Output text (the detokenised ids), at most `MAX_TEXT_BYTES_PER_TOKEN` bytes per
+    /// output token; its hash is part of the commitment.
     struct Result {
         uint32 inputTokens;
         FinishReason finishReason;
@@ -132,6 +154,7 @@ interface IJobEscrow {
     error Unauthorized(address caller);
     error InvalidProtocolContract(address account);
     error ParameterOutOfBounds();
+    error ZeroAddress();
 
     event JobPosted(
         uint256 indexed jobId, address indexed requester, bytes32 indexed modelId, Job job, bytes prompt
@@ -152,10 +175,15 @@ interface IJobEscrow {
     /// is credited `payment - validatorFee`, the reward pool `validatorFee`, the requester `escrow - payment`.
     event JobFinalized(uint256 indexed jobId);
     event JobCancelled(uint256 indexed jobId, uint256 refund);
-    event JobExpired(uint256 indexed jobId, uint256 refund, uint256 collateralSeized);
+    /// @notice Emitted when an accepted job expired: `refund` (the escrow) is credited to the requester,
+    /// `compensation` is locked for it until `lockedCreditOf(requester).releaseAt`, and the rest of the
+    /// seized collateral, `toRewardPool`, went to the validator reward pool.
+    event JobExpired(uint256 indexed jobId, uint256 refund, uint256 compensation, uint256 toRewardPool);
+    /// @notice Emitted when a no-show compensation was locked for `account` until `releaseAt`.
+    event CreditLocked(address indexed account, uint256 amount, uint256 releaseAt);
     event JobDisputed(uint256 indexed jobId);
     event JobRejected(uint256 indexed jobId, uint256 refund, uint256 collateralSeized);
-    event Withdrawn(address indexed account, uint256 amount);
+    event Withdrawn(address indexed account, address indexed to, uint256 amount);
     event RewardPaid(address indexed to, uint256 amount);
     event DisputesSet(address disputes);
     event ParametersSet(
@@ -200,12 +228,17 @@ interface IJobEscrow {
     /// deadline): credits the executor, the reward pool and the requester's refund; releases collateral.
     function finalize(uint256 jobId, Settlement calldata settlement) external;
 
-    /// @notice Expires an accepted job whose deadline passed without a result: the requester is refunded
-    /// in full and credited the executor's seized collateral.
+    /// @notice Expires an accepted job whose deadline passed without a result: the executor's collateral
+    /// is seized, the requester is refunded its escrow at once and compensated with at most
+    /// `NO_SHOW_COMPENSATION_BPS` of the escrow after the unbonding period; the rest of the collateral
+    /// goes to the validator reward pool.
     function expire(uint256 jobId, Job calldata job, Assignment calldata assignment) external;
 
-    /// @notice Withdraws the caller's credited balance.
+    /// @notice Withdraws the caller's credited balance, plus its locked credit once released.
     function withdraw() external;
+
+    /// @notice `withdraw`, paid to `to` (for accounts the token will not pay, or that keep funds elsewhere).
+    function withdrawTo(address to) external;
 
     // ---------------------------------------------------------------- dispute contract
 
@@ -216,7 +249,8 @@ interface IJobEscrow {
     /// the requester is refunded in full; an honest executor is paid as by `finalize`. Dispute contract only.
     function resolve(uint256 jobId, Settlement calldata settlement, bool executorFaulty) external;
 
-    /// @notice Pays `amount` from the validator reward pool. Dispute contract only.
+    /// @notice Pays `amount` from the validator reward pool. Dispute contract only: the pool (validator
+    /// fees and no-show collateral) exists to fund challenge rewards, and nobody else can spend it.
     function payReward(address to, uint256 amount) external;
 
     // ---------------------------------------------------------------- governance (bounded)
@@ -238,13 +272,28 @@ interface IJobEscrow {
 
     function jobStatus(uint256 jobId) external view returns (JobStatus);
 
+    /// @notice The settlement token; the staking contract and the registry this escrow was built with.
+    function token() external view returns (IERC20);
+
+    function staking() external view returns (IStaking);
+
+    function registry() external view returns (IModelRegistry);
+
+    /// @notice A no-show compensation waiting out the unbonding period, and when it is released.
+    function lockedCreditOf(address account) external view returns (uint256 amount, uint256 releaseAt);
+
+    /// @notice Latest time any posted job may still be disputed (deadline + challenge + dispute window),
+    /// as a high-water mark: the staking unbonding period may never end before it.
+    function riskHorizon() external view returns (uint256);
+
     function credits(address account) external view returns (uint256);
 
     function rewardPool() external view returns (uint256);
 
     function nextJobId() external view returns (uint256);
 
-    /// @notice Longest time stake can stay at risk for a job: max job duration + challenge + dispute window.
+    /// @notice Longest time stake can stay at risk for a new job: max job duration + challenge + dispute
+    /// window.
     function maxJobLifetime() external view returns (uint256);
 
     /// @notice The maximum cost of a spec: floor((maxIn × maxInPrice + maxOut × maxOutPrice) / 1e6).

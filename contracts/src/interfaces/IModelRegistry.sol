@@ -19,12 +19,22 @@ interface IModelRegistry {
     /// @param maxContext Largest prompt + output token count the model accepts.
     /// @param auditRatePpm Share of jobs (× 1e6) validators audit.
     /// @param minExecutorStake Stake an executor needs before it may accept a job for the model.
+    /// @param rulesVersion Version of the model's verification rules (audit rate and thresholds), kept by
+    /// the registry: ignored in `setTerms`, bumped by every change of those rules. Jobs snapshot it, so
+    /// governance can never change the rules a posted job is judged by (`rulesAt`).
     struct ModelTerms {
         bool active;
         uint32 samplerVersion;
         uint32 maxContext;
         uint32 auditRatePpm;
         uint96 minExecutorStake;
+        uint32 rulesVersion;
+    }
+
+    /// @notice The rules a job is verified by, as they stood at one `rulesVersion`.
+    struct Rules {
+        uint32 auditRatePpm;
+        VerificationThresholds thresholds;
     }
 
     /// @notice A full model entry.
@@ -45,6 +55,8 @@ interface IModelRegistry {
     error ModelExists(bytes32 modelId);
     /// @notice A field is outside the bounds governance may set.
     error InvalidModelParameter();
+    /// @notice The model has no rules of this version.
+    error UnknownRulesVersion(bytes32 modelId, uint32 version);
 
     /// @notice Emitted when governance registered a model.
     event ModelRegistered(bytes32 indexed modelId, string name, bytes32 weightsSha256, bytes32 tokenizerHash);
@@ -52,6 +64,8 @@ interface IModelRegistry {
     event ModelTermsUpdated(bytes32 indexed modelId, ModelTerms terms);
     /// @notice Emitted when governance changed a model's verification thresholds.
     event ThresholdsUpdated(bytes32 indexed modelId, VerificationThresholds thresholds);
+    /// @notice Emitted when a model's verification rules (audit rate or thresholds) took a new version.
+    event RulesVersioned(bytes32 indexed modelId, uint32 version, Rules rules);
 
     /// @notice Registers a model. Its weights and tokenizer hashes can never change afterwards:
     /// a new version of the weights is a new model.
@@ -59,10 +73,11 @@ interface IModelRegistry {
     function registerModel(Model calldata model) external returns (bytes32 modelId);
 
     /// @notice Updates a model's job-time terms (activation, stake, audit rate, context).
-    /// The sampler version cannot be lowered.
+    /// The sampler version cannot be lowered; `terms.rulesVersion` is ignored (a changed audit rate
+    /// bumps it). Jobs already posted keep the terms and rules they snapshotted.
     function setTerms(bytes32 modelId, ModelTerms calldata terms) external;
 
-    /// @notice Updates a model's verification thresholds.
+    /// @notice Updates a model's verification thresholds as a new rules version; posted jobs keep theirs.
     function setThresholds(bytes32 modelId, VerificationThresholds calldata thresholds) external;
 
     /// @notice The job-time terms of a model; reverts with `UnknownModel` when it is not registered.
@@ -70,6 +85,9 @@ interface IModelRegistry {
 
     /// @notice The full entry of a model; reverts with `UnknownModel` when it is not registered.
     function model(bytes32 modelId) external view returns (Model memory);
+
+    /// @notice The rules of `modelId` at `version` (1 = as registered); reverts with `UnknownRulesVersion`.
+    function rulesAt(bytes32 modelId, uint32 version) external view returns (Rules memory);
 
     /// @notice Number of registered models.
     function modelCount() external view returns (uint256);

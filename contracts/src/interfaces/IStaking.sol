@@ -125,24 +125,28 @@ interface IStaking {
     /// Emits nothing: the escrow's `JobFinalized` marks the release.
     function releaseCollateral(address executor, uint256 jobId, uint256 amount) external;
 
-    /// @notice Takes a job's locked collateral and sends it to `to`. Only the job escrow.
+    /// @notice Takes a job's locked collateral (at most what is still locked) and sends it to `to`. Only
+    /// the job escrow.
     function seizeCollateral(address executor, uint256 jobId, uint256 amount, Fault fault, address to)
         external;
 
-    /// @notice Slashes up to `amount` of free and unbonding stake (never locked collateral) and sends it to
-    /// `to`. Only the dispute contract.
+    /// @notice Slashes up to `amount` of stake — free stake first, then unbonding, then locked — and sends
+    /// it to `to`. Only the dispute contract. Locked stake is reached last but is reached: locking stake
+    /// in jobs (self-posted ones included) never hides it; jobs whose collateral was slashed away then
+    /// release or forfeit only what is left.
     /// @return slashed What was actually taken (at most the stake).
     function slash(address account, Role role, uint256 amount, address to) external returns (uint256 slashed);
 
     // ---------------------------------------------------------------- governance (bounded)
 
-    /// @notice Wires the job escrow, once.
+    /// @notice Wires the job escrow, once; it must use this contract's token, this contract and its registry.
     function setJobEscrow(address jobEscrow) external;
 
     /// @notice Wires the dispute contract, once.
     function setDisputes(address disputes) external;
 
-    /// @notice Sets the unbonding period, never below the job escrow's longest job lifetime.
+    /// @notice Sets the unbonding period, never below the job escrow's longest job lifetime nor below the
+    /// time left until the last posted job can no longer be disputed (`IJobEscrow.riskHorizon`).
     function setUnbondingPeriod(uint256 period) external;
 
     // ---------------------------------------------------------------- views

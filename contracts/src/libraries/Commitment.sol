@@ -25,11 +25,16 @@ enum FinishReason {
 ///     C = keccak256(abi.encode(
 ///           COMMITMENT_TAG, modelId, samplerVersion, temperature, topK, topP, seed,
 ///           keccak256(promptTokenIds packed as uint32 big-endian),
+///           uint32(inputTokens),
 ///           keccak256(outputTokenIds packed as uint32 big-endian),
+///           keccak256(output text),
 ///           uint8(finishReason)))
+///
+/// Everything that is billed (`inputTokens`, the output ids' count) or delivered (the text a callback
+/// receives) is inside the commitment, so over-billing or delivering other text is a provable fault.
 library Commitment {
-    /// @notice Domain tag of version 1 of the encoding.
-    bytes32 internal constant COMMITMENT_TAG = keccak256("infera.commitment.v1");
+    /// @notice Domain tag of version 2 of the encoding (v2 added the input count and the text's hash).
+    bytes32 internal constant COMMITMENT_TAG = keccak256("infera.commitment.v2");
 
     /// @notice Bytes per token id in packed token arrays.
     uint256 internal constant TOKEN_BYTES = 4;
@@ -41,7 +46,9 @@ library Commitment {
         SamplingParams memory sampling,
         bytes32 seed,
         bytes32 promptTokensHash,
+        uint32 inputTokens,
         bytes32 outputTokensHash,
+        bytes32 outputTextHash,
         FinishReason finishReason
     ) internal pure returns (bytes32) {
         return keccak256(
@@ -54,7 +61,9 @@ library Commitment {
                 sampling.topP,
                 seed,
                 promptTokensHash,
+                inputTokens,
                 outputTokensHash,
+                outputTextHash,
                 uint8(finishReason)
             )
         );

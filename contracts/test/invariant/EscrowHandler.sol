@@ -171,7 +171,8 @@ contract EscrowHandler {
                     samplerVersion: 1,
                     maxContext: 8192,
                     auditRatePpm: 50_000,
-                    minExecutorStake: 1e6
+                    minExecutorStake: 1e6,
+                    rulesVersion: 0
                 }),
                 thresholds: IModelRegistry.VerificationThresholds({
                     maxMarginPpm: 2_000_000, maxFlipRatePpm: 50_000

@@ -60,7 +60,8 @@ contract StakingHandler {
                 weightsSha256: keccak256("weights"),
                 tokenizerHash: keccak256("tokenizer"),
                 terms: IModelRegistry.ModelTerms({
-                    active: true, samplerVersion: 1, maxContext: 8192, auditRatePpm: 0, minExecutorStake: 1e6
+                    active: true, samplerVersion: 1, maxContext: 8192, auditRatePpm: 0, minExecutorStake: 1e6,
+                    rulesVersion: 0
                 }),
                 thresholds: IModelRegistry.VerificationThresholds({maxMarginPpm: 1, maxFlipRatePpm: 0})
             })

@@ -92,7 +92,8 @@ abstract contract Base {
                 samplerVersion: 1,
                 maxContext: 32_768,
                 auditRatePpm: 50_000,
-                minExecutorStake: MIN_EXECUTOR_STAKE
+                minExecutorStake: MIN_EXECUTOR_STAKE,
+                rulesVersion: 0
             }),
             thresholds: IModelRegistry.VerificationThresholds({
                 maxMarginPpm: 2_000_000, maxFlipRatePpm: 50_000
@@ -128,7 +129,8 @@ abstract contract Base {
             maxInputPrice: 1_000_000,
             maxOutputPrice: 2_000_000,
             deadline: uint64(block.timestamp + 1 hours),
-            sampling: SamplingParams({temperature: 700_000, topK: 40, topP: 950_000})
+            sampling: SamplingParams({temperature: 700_000, topK: 40, topP: 950_000}),
+            salt: keccak256("requester salt")
         });
     }
 
@@ -218,14 +220,17 @@ abstract contract Base {
     }
 
     /// @notice The seed the escrow derives for `jobId` when posted in the current block.
-    function expectedSeed(uint256 jobId) internal view returns (bytes32) {
+    /// @notice The seed `acceptJob` fixes for `job` in the current block (see `IJobEscrow.Assignment.seed`).
+    function expectedSeed(uint256 jobId, IJobEscrow.Job memory job) internal view returns (bytes32) {
         return keccak256(
             abi.encode(
                 keccak256("infera.seed.v1"),
                 block.chainid,
                 address(escrow),
                 jobId,
-                blockhash(block.number - 1)
+                job.requester,
+                job.spec.salt,
+                block.prevrandao
             )
         );
     }
