@@ -119,7 +119,7 @@ contract AdversarialTokenTest is StackBase {
         vm.warp(s.challengeEnd);
         st.escrow.finalize(jobId, s);
 
-        uint256 fee = s.payment * VALIDATOR_FEE_BPS / 10_000;
+        uint256 fee = feeOf(s.payment);
         vm.prank(executor);
         st.escrow.withdraw();
         vm.prank(requester);
@@ -239,9 +239,7 @@ contract AdversarialReentrantTokenTest is StackBase {
             "not finalized by it"
         );
         st.escrow.finalize(jobId, s);
-        vm.assertEq(
-            st.escrow.credits(executor), s.payment - s.payment * VALIDATOR_FEE_BPS / 10_000, "finalized once"
-        );
+        vm.assertEq(st.escrow.credits(executor), s.payment - feeOf(s.payment), "finalized once");
     }
 
     function test_reenterPostJobFromTransferHook() public {
@@ -319,7 +317,7 @@ contract AdversarialCallbackTest is StackBase {
         vm.assertEq(uint256(escrow.jobStatus(jobId)), uint256(IJobEscrow.JobStatus.Submitted), "submitted");
         uint256 creditBefore = escrow.credits(executor);
         finalizeAfterWindow(jobId, s);
-        uint256 fee = s.payment * VALIDATOR_FEE_BPS / 10_000;
+        uint256 fee = feeOf(s.payment);
         vm.assertEq(escrow.credits(executor) - creditBefore, s.payment - fee, "executor paid");
         vm.assertEq(escrow.credits(requester), job.escrow - s.payment, "requester refunded");
         vm.assertEq(staking.stakeOf(executor, IStaking.Role.Executor).locked, 0, "collateral released");

@@ -255,6 +255,7 @@ contract GovernanceTest is Base {
     function test_setJobEscrow_requiresUnbondingAtLeastLifetime() public {
         uint256 lifetime = escrow.maxJobLifetime();
         Staking freshStaking = new Staking(IERC20(address(token)), registry, governance, lifetime - 1);
+        JobEscrow freshEscrow = newEscrow(IERC20(address(token)), freshStaking, registry);
         bytes memory expected = abi.encodeWithSelector(
             IStaking.UnbondingPeriodOutOfBounds.selector,
             lifetime - 1,
@@ -263,7 +264,7 @@ contract GovernanceTest is Base {
         );
         vm.prank(governance);
         vm.expectRevert(expected);
-        freshStaking.setJobEscrow(address(escrow));
+        freshStaking.setJobEscrow(address(freshEscrow));
     }
 
     // ---------------------------------------------------------------- parameter bounds
@@ -400,7 +401,7 @@ contract GovernanceTest is Base {
         vm.assertEq(
             staking.stakeOf(executor, IStaking.Role.Executor).locked, 0, "exactly the locked amount released"
         );
-        uint256 feeAtSubmission = s.payment * VALIDATOR_FEE_BPS / 10_000;
+        uint256 feeAtSubmission = feeOf(s.payment);
         vm.assertEq(
             escrow.credits(executor), s.payment - feeAtSubmission, "executor paid under the terms it accepted"
         );

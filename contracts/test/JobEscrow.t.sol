@@ -81,6 +81,16 @@ abstract contract EscrowTestBase is Base {
         else revert("no such field");
     }
 
+    /// @notice `defaultResult`, without text when there is no output token (text is bounded per token).
+    function fittingResult(uint32 inputTokens, uint256 outputCount)
+        internal
+        pure
+        returns (IJobEscrow.Result memory r)
+    {
+        r = defaultResult(inputTokens, outputCount);
+        if (outputCount == 0) r.output = "";
+    }
+
     function expectedPayment(uint256 inputTokens, uint256 outputTokens) internal pure returns (uint256) {
         return (inputTokens * INPUT_PRICE + outputTokens * OUTPUT_PRICE) / 1_000_000;
     }
@@ -388,10 +398,9 @@ contract JobEscrowCancelTest is EscrowTestBase {
 contract JobEscrowAcceptTest is EscrowTestBase {
     function test_accept_locksCollateralAndBinds() public {
         (uint256 jobId, IJobEscrow.Job memory job) = post(defaultSpec());
-        uint256 collateral = job.escrow * COLLATERAL_BPS / 10_000;
-        IJobEscrow.Assignment memory expected = IJobEscrow.Assignment(
-            executor, INPUT_PRICE, OUTPUT_PRICE, collateral, expectedSeed(jobId, job)
-        );
+        uint256 collateral = collateralOf(job.escrow);
+        IJobEscrow.Assignment memory expected =
+            IJobEscrow.Assignment(executor, INPUT_PRICE, OUTPUT_PRICE, collateral, expectedSeed(jobId, job));
         vm.expectEmit(true, true, true, true, address(escrow));
         emit IJobEscrow.JobAccepted(jobId, executor, expected);
         IJobEscrow.Assignment memory a = accept(executor, jobId, job);
@@ -518,7 +527,7 @@ contract JobEscrowAcceptTest is EscrowTestBase {
         IJobEscrow.JobSpec memory spec = defaultSpec();
         spec.maxOutputPrice = 240e6 * 1_000_000 / 256; // escrow ≈ 240e6 → collateral ≈ 480e6 > 100e6
         (uint256 jobId, IJobEscrow.Job memory job) = post(spec);
-        uint256 collateral = job.escrow * COLLATERAL_BPS / 10_000;
+        uint256 collateral = collateralOf(job.escrow);
         vm.prank(small);
         vm.expectRevert(
             abi.encodeWithSelector(IStaking.InsufficientFreeStake.selector, MIN_EXECUTOR_STAKE, collateral)
@@ -532,7 +541,7 @@ contract JobEscrowAcceptTest is EscrowTestBase {
         (uint256 id1, IJobEscrow.Job memory job1) = post(spec);
         (uint256 id2, IJobEscrow.Job memory job2) = post(spec);
         accept(executor, id1, job1);
-        uint256 collateral = job2.escrow * COLLATERAL_BPS / 10_000;
+        uint256 collateral = collateralOf(job2.escrow);
         vm.prank(executor);
         vm.expectRevert(
             abi.encodeWithSelector(IStaking.InsufficientFreeStake.selector, 1_000e6 - collateral, collateral)
@@ -560,7 +569,7 @@ contract JobEscrowAcceptTest is EscrowTestBase {
         (uint256 id3, IJobEscrow.Job memory job3) = post(spec);
         accept(executor, id3, job3);
         assertStatus(id3, IJobEscrow.JobStatus.Accepted, "price == max accepted");
-        vm.assertEq(stakeInfo(executor).locked, job3.escrow * COLLATERAL_BPS / 10_000, "only job 3 locked");
+        vm.assertEq(stakeInfo(executor).locked, collateralOf(job3.escrow), "only job 3 locked");
     }
 }
 
@@ -607,7 +616,7 @@ contract JobEscrowSubmitTest is EscrowTestBase {
             executor: executor,
             escrow: job.escrow,
             payment: expectedPayment(300, 200),
-            validatorFee: expectedPayment(300, 200) * VALIDATOR_FEE_BPS / 10_000,
+            validatorFee: feeOf(expectedPayment(300, 200)),
             collateral: assignment.collateral,
             commitment: commitment,
             challengeEnd: challengeEnd,
@@ -717,7 +726,11 @@ contract JobEscrowSubmitTest is EscrowTestBase {
     }
 
     function test_submit_emptyOutputWithStop() public {
-        IJobEscrow.Settlement memory s = submitAs(executor, defaultResult(300, 0));
+        IJobEscrow.Result memory r = defaultResult(300, 0);
+        // No output token, no text: text beyond MAX_TEXT_BYTES_PER_TOKEN per output token is invalid.
+        expectInvalid(r);
+        r.output = "";
+        IJobEscrow.Settlement memory s = submitAs(executor, r);
         vm.assertEq(s.payment, expectedPayment(300, 0), "input only");
     }
 
@@ -745,8 +758,14 @@ contract JobEscrowSubmitTest is EscrowTestBase {
         vm.revertToState(snap);
         r = defaultResult(300, 10);
         r.output = "different text, same ids";
-        r.inputTokens = 301;
-        vm.assertEq(submitAs(executor, r).commitment, base, "text and count are not part of it");
+        vm.assertNotEq(submitAs(executor, r).commitment, base, "output text");
+        vm.revertToState(snap);
+        r = defaultResult(301, 10);
+        vm.assertNotEq(submitAs(executor, r).commitment, base, "input count");
+        vm.revertToState(snap);
+        vm.assertEq(
+            submitAs(executor, defaultResult(300, 10)).commitment, base, "same inputs, same commitment"
+        );
     }
 
     function testFuzz_submit_paymentWithinEscrowAndSplitsExactly(
@@ -774,7 +793,7 @@ contract JobEscrowSubmitTest is EscrowTestBase {
         IJobEscrow.Assignment memory a = accept(exec, id, j);
         uint32 nIn = uint32(bound(inputTokens, 1, spec.maxInputTokens));
         uint256 nOut = bound(outputCount, 0, spec.maxOutputTokens);
-        IJobEscrow.Settlement memory s = submit(id, j, a, defaultResult(nIn, nOut));
+        IJobEscrow.Settlement memory s = submit(id, j, a, fittingResult(nIn, nOut));
 
         uint256 payment = (uint256(nIn) * pIn + nOut * pOut) / 1_000_000;
         vm.assertEq(s.payment, payment, "payment formula");
@@ -786,7 +805,7 @@ contract JobEscrowSubmitTest is EscrowTestBase {
         uint256 payout = escrow.credits(exec);
         uint256 fee = escrow.rewardPool() - poolBefore;
         uint256 refund = escrow.credits(requester) - reqBefore;
-        vm.assertEq(fee, payment * VALIDATOR_FEE_BPS / 10_000, "fee");
+        vm.assertEq(fee, feeOf(payment), "fee (rounded up)");
         vm.assertEq(payout + fee, payment, "payout + fee = payment");
         vm.assertEq(refund + payout + fee, j.escrow, "refund + payout + fee = escrow");
         // setUp's accepted job is still held too.
@@ -798,7 +817,7 @@ contract JobEscrowSubmitTest is EscrowTestBase {
 contract JobEscrowFinalizeTest is EscrowTestBase {
     function test_finalize_creditsPoolRefundReleaseAndReputation() public {
         (uint256 jobId, IJobEscrow.Job memory job, IJobEscrow.Settlement memory s) = submittedJob(300, 200);
-        uint256 fee = s.payment * VALIDATOR_FEE_BPS / 10_000;
+        uint256 fee = feeOf(s.payment);
         vm.warp(s.challengeEnd);
         vm.expectEmit(true, true, true, true, address(escrow));
         emit IJobEscrow.JobFinalized(jobId);
@@ -886,7 +905,7 @@ contract JobEscrowExpireTest is EscrowTestBase {
         vm.expectEmit(true, true, true, true, address(staking));
         emit IStaking.CollateralSeized(executor, jobId, a.collateral, IStaking.Fault.NoShow, address(escrow));
         vm.expectEmit(true, true, true, true, address(escrow));
-        uint256 compensation = job.escrow * escrow.NO_SHOW_COMPENSATION_BPS() / 10_000;
+        uint256 compensation = compensationCap(job.escrow);
         emit IJobEscrow.JobExpired(jobId, job.escrow, compensation, a.collateral - compensation);
         vm.prank(stranger); // permissionless
         escrow.expire(jobId, job, a);
@@ -905,9 +924,26 @@ contract JobEscrowExpireTest is EscrowTestBase {
         vm.assertEq(token.balanceOf(address(escrow)), job.escrow + a.collateral, "arrived in escrow");
         assertStatus(jobId, IJobEscrow.JobStatus.Expired, "expired");
 
+        // The escrow is paid at once; the compensation only after the unbonding period.
         vm.prank(requester);
         escrow.withdraw();
-        vm.assertEq(token.balanceOf(address(escrow)), 0, "all paid out");
+        vm.assertEq(token.balanceOf(requester), 1_000_000e6, "escrow back, no compensation yet");
+        vm.assertEq(
+            token.balanceOf(address(escrow)), compensation + escrow.rewardPool(), "holds locked credit + pool"
+        );
+        vm.warp(releaseAt - 1);
+        vm.prank(requester);
+        vm.expectRevert(IJobEscrow.NothingToWithdraw.selector);
+        escrow.withdraw();
+        vm.warp(releaseAt);
+        vm.expectEmit(true, true, true, true, address(escrow));
+        emit IJobEscrow.Withdrawn(requester, requester, compensation);
+        vm.prank(requester);
+        escrow.withdraw();
+        vm.assertEq(token.balanceOf(requester), 1_000_000e6 + compensation, "compensation after unbonding");
+        (locked,) = escrow.lockedCreditOf(requester);
+        vm.assertEq(locked, 0, "locked credit paid out");
+        vm.assertEq(token.balanceOf(address(escrow)), escrow.rewardPool(), "only the pool is left");
     }
 
     function test_expire_beforeDeadlineReverts() public {
@@ -927,7 +963,10 @@ contract JobEscrowExpireTest is EscrowTestBase {
             abi.encodeWithSelector(IJobEscrow.WrongStatus.selector, jobId, IJobEscrow.JobStatus.Expired)
         );
         escrow.expire(jobId, job, a);
-        vm.assertEq(escrow.credits(requester), job.escrow + a.collateral, "once");
+        vm.assertEq(escrow.credits(requester), job.escrow, "refunded once");
+        (uint256 locked,) = escrow.lockedCreditOf(requester);
+        vm.assertEq(locked, compensationCap(job.escrow), "compensated once");
+        vm.assertEq(escrow.rewardPool(), a.collateral - locked, "pool credited once");
     }
 
     function test_expire_wrongStatusOrTermsReverts() public {
@@ -960,22 +999,28 @@ contract JobEscrowExpireTest is EscrowTestBase {
         escrow.expire(jobId, job, a);
     }
 
-    /// @notice A job so small that its collateral rounds to zero still counts against the executor's
-    /// reputation when it expires.
-    function test_expire_zeroCollateralStillCountsAsExpired() public {
+    /// @notice Collateral rounds up: a one-unit job at a 0.5x ratio still locks one unit, which a no-show
+    /// loses (to the reward pool: the capped compensation of a one-unit escrow rounds to zero), and the
+    /// expiry counts against the executor's reputation.
+    function test_expire_oneUnitJobStillRisksCollateral() public {
         IJobEscrow.JobSpec memory spec = defaultSpec();
         spec.maxInputTokens = 1;
         spec.maxOutputTokens = 1;
         spec.maxInputPrice = INPUT_PRICE;
-        spec.maxOutputPrice = 1_000_000; // escrow (1e5 + 1e6) / 1e6 = 1; collateral 1 * 5000 / 10000 = 0
+        spec.maxOutputPrice = 1_000_000; // escrow (1e5 + 1e6) / 1e6 = 1; collateral ceil(1 * 5000 / 10000) = 1
         vm.prank(governance);
         escrow.setParameters(CHALLENGE_WINDOW, DISPUTE_WINDOW, MAX_JOB_DURATION, VALIDATOR_FEE_BPS, 5_000);
         (uint256 jobId, IJobEscrow.Job memory job, IJobEscrow.Assignment memory a) = acceptedJob(spec);
         vm.assertEq(job.escrow, 1, "escrow 1");
-        vm.assertEq(a.collateral, 0, "collateral rounds to 0");
+        vm.assertEq(a.collateral, 1, "collateral rounds up to 1");
+        vm.assertEq(stakeInfo(executor).locked, 1, "one unit locked");
         vm.warp(job.spec.deadline + 1);
         escrow.expire(jobId, job, a);
         vm.assertEq(escrow.credits(requester), 1, "refund");
+        (uint256 locked,) = escrow.lockedCreditOf(requester);
+        vm.assertEq(locked, 0, "10% of 1 rounds to no compensation");
+        vm.assertEq(escrow.rewardPool(), 1, "the collateral funds the pool");
+        vm.assertEq(stakeInfo(executor).staked, 1_000e6 - 1, "executor lost it");
         vm.assertEq(stakeInfo(executor).jobsExpired, 1, "a no-show is a no-show");
     }
 
@@ -985,16 +1030,22 @@ contract JobEscrowExpireTest is EscrowTestBase {
         spec.maxOutputPrice = uint64(bound(outPrice, OUTPUT_PRICE, 1e11));
         uint256 before = token.balanceOf(requester);
         (uint256 jobId, IJobEscrow.Job memory job, IJobEscrow.Assignment memory a) = acceptedJob(spec);
-        vm.assertEq(a.collateral, job.escrow * COLLATERAL_BPS / 10_000, "collateral");
+        vm.assertEq(a.collateral, collateralOf(job.escrow), "collateral");
         vm.warp(job.spec.deadline + bound(late, 1, 365 days));
         escrow.expire(jobId, job, a);
+        uint256 compensation = compensationCap(job.escrow);
         vm.prank(requester);
         escrow.withdraw();
-        vm.assertEq(token.balanceOf(requester), before + a.collateral, "escrow back plus the collateral");
+        vm.assertEq(token.balanceOf(requester), before, "escrow back at once");
+        vm.warp(block.timestamp + UNBONDING_PERIOD);
+        vm.prank(requester);
+        escrow.withdraw();
+        vm.assertEq(token.balanceOf(requester), before + compensation, "plus the capped compensation later");
         vm.assertEq(
             stakeInfo(executor).staked, 1_000e6 - a.collateral, "executor lost exactly the collateral"
         );
-        vm.assertEq(token.balanceOf(address(escrow)), 0, "nothing left behind");
+        vm.assertEq(escrow.rewardPool(), a.collateral - compensation, "the rest to the pool");
+        vm.assertEq(token.balanceOf(address(escrow)), escrow.rewardPool(), "nothing else left behind");
     }
 }
 
@@ -1140,7 +1191,7 @@ contract JobEscrowDisputeHookTest is EscrowTestBase {
     function test_resolve_honestPaysAsFinalize() public {
         (uint256 jobId, IJobEscrow.Job memory job, IJobEscrow.Settlement memory s) = submittedJob(300, 200);
         disputes.freeze(jobId, s);
-        uint256 fee = s.payment * VALIDATOR_FEE_BPS / 10_000;
+        uint256 fee = feeOf(s.payment);
         vm.expectEmit(true, true, true, true, address(escrow));
         emit IJobEscrow.JobFinalized(jobId);
         disputes.resolve(jobId, s, false);
@@ -1174,7 +1225,7 @@ contract JobEscrowDisputeHookTest is EscrowTestBase {
         escrow.finalize(jobId, s);
         vm.warp(s.disputeEnd);
         escrow.finalize(jobId, s);
-        uint256 fee = s.payment * VALIDATOR_FEE_BPS / 10_000;
+        uint256 fee = feeOf(s.payment);
         vm.assertEq(escrow.credits(executor), s.payment - fee, "paid as honest");
         vm.assertEq(escrow.credits(requester), job.escrow - s.payment, "refund");
         assertStatus(jobId, IJobEscrow.JobStatus.Finalized, "finalized");

@@ -27,14 +27,28 @@ contract ModelRegistryTest is Base {
 
     function test_register_storesEntryAndEmits() public {
         IModelRegistry.Model memory m = otherModel();
+        m.terms.rulesVersion = 77; // the registry numbers rules versions itself
         bytes32 id = keccak256(bytes(m.name));
+        IModelRegistry.Rules memory rules = IModelRegistry.Rules(m.terms.auditRatePpm, m.thresholds);
         vm.expectEmit(true, true, true, true, address(registry));
         emit IModelRegistry.ModelRegistered(id, m.name, m.weightsSha256, m.tokenizerHash);
+        vm.expectEmit(true, true, true, true, address(registry));
+        emit IModelRegistry.RulesVersioned(id, 1, rules);
+        m.terms.rulesVersion = 1;
         vm.expectEmit(true, true, true, true, address(registry));
         emit IModelRegistry.ModelTermsUpdated(id, m.terms);
         vm.expectEmit(true, true, true, true, address(registry));
         emit IModelRegistry.ThresholdsUpdated(id, m.thresholds);
+        m.terms.rulesVersion = 77;
         vm.assertEq(register(m), id, "id = keccak256(name)");
+        m.terms.rulesVersion = 1;
+        vm.assertEq(
+            keccak256(abi.encode(registry.rulesAt(id, 1))), keccak256(abi.encode(rules)), "rules version 1"
+        );
+        vm.expectRevert(abi.encodeWithSelector(IModelRegistry.UnknownRulesVersion.selector, id, 0));
+        registry.rulesAt(id, 0);
+        vm.expectRevert(abi.encodeWithSelector(IModelRegistry.UnknownRulesVersion.selector, id, 2));
+        registry.rulesAt(id, 2);
 
         vm.assertEq(registry.modelCount(), 2, "count");
         vm.assertEq(registry.modelIdAt(0), modelId, "first");
@@ -104,19 +118,32 @@ contract ModelRegistryTest is Base {
         t.minExecutorStake = 5e6;
         t.maxContext = 8_192;
         t.auditRatePpm = 0;
+        t.rulesVersion = 1_000; // ignored: a changed audit rate makes the next version, 2
+        IModelRegistry.Rules memory rules = IModelRegistry.Rules(0, defaultModel().thresholds);
         vm.expectEmit(true, true, true, true, address(registry));
+        emit IModelRegistry.RulesVersioned(modelId, 2, rules);
+        vm.expectEmit(true, true, true, true, address(registry));
+        t.rulesVersion = 2;
         emit IModelRegistry.ModelTermsUpdated(modelId, t);
+        t.rulesVersion = 1_000;
         vm.prank(governance);
         registry.setTerms(modelId, t);
+        t.rulesVersion = 2;
         vm.assertEq(keccak256(abi.encode(registry.terms(modelId))), keccak256(abi.encode(t)), "updated");
+        vm.assertEq(
+            keccak256(abi.encode(registry.rulesAt(modelId, 2))), keccak256(abi.encode(rules)), "new rules"
+        );
+        vm.assertEq(registry.rulesAt(modelId, 1).auditRatePpm, 50_000, "old rules kept");
         IModelRegistry.Model memory m = registry.model(modelId);
         vm.assertEq(m.weightsSha256, defaultModel().weightsSha256, "weights pinned");
         vm.assertEq(m.tokenizerHash, defaultModel().tokenizerHash, "tokenizer pinned");
         vm.assertEq(m.name, defaultModel().name, "name pinned");
 
-        // Same version again is fine; lowering it is not.
+        // Same version again is fine (and, with the same audit rate, no new rules version); lowering it
+        // is not.
         vm.prank(governance);
         registry.setTerms(modelId, t);
+        vm.assertEq(registry.terms(modelId).rulesVersion, 2, "unchanged rules keep their version");
         t.samplerVersion = 1;
         vm.prank(governance);
         vm.expectRevert(IModelRegistry.InvalidModelParameter.selector);
@@ -157,6 +184,9 @@ contract ModelRegistryTest is Base {
         IModelRegistry.Model memory m = registry.model(modelId);
         vm.assertEq(m.thresholds.maxMarginPpm, 3_000_000, "margin");
         vm.assertEq(m.thresholds.maxFlipRatePpm, 500_000, "flip rate");
+        vm.assertEq(m.terms.rulesVersion, 2, "new rules version");
+        vm.assertEq(registry.rulesAt(modelId, 2).thresholds.maxMarginPpm, 3_000_000, "version 2");
+        vm.assertEq(registry.rulesAt(modelId, 1).thresholds.maxMarginPpm, 2_000_000, "version 1 kept");
 
         bytes32 unknown = keccak256("nope");
         vm.startPrank(governance);

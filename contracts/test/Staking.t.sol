@@ -198,7 +198,8 @@ contract StakingTest is Base {
         vm.assertEq(info(executor, EXEC).staked, 1_000e6, "untouched");
     }
 
-    function test_slash_takesFreeThenUnbondingNeverLocked() public {
+    /// @notice Free stake first, then unbonding, then locked: locking stake in jobs never hides it.
+    function test_slash_takesFreeThenUnbondingThenLocked() public {
         // executor: 1000 staked; lock 300; request 200 → staked 800 (free 500), unbonding 200.
         lock(executor, 300e6);
         vm.prank(executor);
@@ -216,16 +217,21 @@ contract StakingTest is Base {
         vm.assertEq(info(executor, EXEC).staked, 300e6, "only locked left");
         vm.assertEq(staking.unbondingOf(executor, EXEC).amount, 50e6, "unbonding cut");
 
-        slashed = disputes.slash(executor, EXEC, type(uint256).max, stranger);
-        vm.assertEq(slashed, 50e6, "capped at what is slashable");
-        vm.assertEq(info(executor, EXEC).staked, 300e6, "locked never slashed");
-        vm.assertEq(info(executor, EXEC).locked, 300e6, "lock intact");
+        slashed = disputes.slash(executor, EXEC, 150e6, stranger);
+        vm.assertEq(slashed, 150e6, "50 unbonding + 100 locked");
         vm.assertEq(staking.unbondingOf(executor, EXEC).amount, 0, "unbonding gone");
-        vm.assertEq(token.balanceOf(stranger), 700e6, "slashed tokens sent to `to`");
+        vm.assertEq(info(executor, EXEC).locked, 200e6, "locked stake reached last");
+        vm.assertEq(info(executor, EXEC).staked, 200e6, "locked still backed");
+
+        slashed = disputes.slash(executor, EXEC, type(uint256).max, stranger);
+        vm.assertEq(slashed, 200e6, "capped at the whole stake");
+        vm.assertEq(info(executor, EXEC).staked, 0, "all slashed");
+        vm.assertEq(info(executor, EXEC).locked, 0, "lock gone with it");
+        vm.assertEq(token.balanceOf(stranger), 1_000e6, "slashed tokens sent to `to`");
 
         slashed = disputes.slash(executor, EXEC, 1, stranger);
         vm.assertEq(slashed, 0, "nothing left to slash");
-        vm.assertEq(token.balanceOf(stranger), 700e6, "no transfer");
+        vm.assertEq(token.balanceOf(stranger), 1_000e6, "no transfer");
     }
 
     function test_slash_unbondingStakeStaysSlashableUntilWithdrawn() public {
@@ -248,7 +254,7 @@ contract StakingTest is Base {
         vm.assertEq(info(executor, EXEC).staked, 1_000e6, "executor stake untouched");
     }
 
-    function testFuzz_slash_neverExceedsStakeNorTouchesLocked(
+    function testFuzz_slash_neverExceedsStakeAndReachesLockedLast(
         uint256 stakeAmount,
         uint256 locked,
         uint256 unbonding,
@@ -265,14 +271,15 @@ contract StakingTest is Base {
         vm.stopPrank();
         if (locked != 0) lock(alice, locked);
 
-        uint256 slashable = stakeAmount - locked; // free + unbonding
+        uint256 unlocked = stakeAmount - locked; // free + unbonding
         uint256 before = token.balanceOf(address(staking));
         uint256 slashed = disputes.slash(alice, EXEC, amount, stranger);
 
-        vm.assertEq(slashed, amount < slashable ? amount : slashable, "min(amount, slashable)");
-        vm.assertLe(slashed, stakeAmount, "never above the stake");
+        // Everything bonded or unbonding is slashable, locked stake included.
+        vm.assertEq(slashed, amount < stakeAmount ? amount : stakeAmount, "min(amount, stake)");
         IStaking.StakeInfo memory i = info(alice, EXEC);
-        vm.assertEq(i.locked, locked, "lock untouched");
+        uint256 fromLocked = slashed > unlocked ? slashed - unlocked : 0;
+        vm.assertEq(i.locked, locked - fromLocked, "locked stake reached only after the rest");
         vm.assertGe(i.staked, i.locked, "locked still backed");
         vm.assertEq(
             uint256(i.staked) + staking.unbondingOf(alice, EXEC).amount, stakeAmount - slashed, "accounting"
@@ -317,13 +324,27 @@ contract StakingTest is Base {
         vm.assertEq(staking.executorProfile(executor).disputesLost, 1, "dispute lost");
         vm.assertEq(token.balanceOf(stranger), 100e6, "sent");
 
-        // Releasing or seizing more than is locked underflows.
+        // Once a slash reached locked stake, less is locked than the jobs' collateral: seizing takes only
+        // what is still locked, releasing frees only that.
+        vm.assertEq(disputes.slash(executor, EXEC, 750e6, alice), 750e6, "700 free + 50 locked");
+        vm.assertEq(info(executor, EXEC).locked, 150e6, "locked cut by the slash");
+        vm.expectEmit(true, true, true, true, address(staking));
+        emit IStaking.CollateralSeized(executor, 9, 100e6, IStaking.Fault.NoShow, stranger);
         vm.prank(address(escrow));
-        vm.expectRevert(abi.encodeWithSignature("Panic(uint256)", 0x11));
-        staking.releaseCollateral(executor, 9, 200e6 + 1);
+        staking.seizeCollateral(executor, 9, 100e6, IStaking.Fault.NoShow, stranger);
+        vm.assertEq(info(executor, EXEC).locked, 50e6, "seized");
+        vm.expectEmit(true, true, true, true, address(staking));
+        emit IStaking.CollateralSeized(executor, 9, 50e6, IStaking.Fault.NoShow, stranger);
         vm.prank(address(escrow));
-        vm.expectRevert(abi.encodeWithSignature("Panic(uint256)", 0x11));
-        staking.seizeCollateral(executor, 9, 200e6 + 1, IStaking.Fault.NoShow, stranger);
+        staking.seizeCollateral(executor, 9, 200e6, IStaking.Fault.NoShow, stranger);
+        vm.assertEq(info(executor, EXEC).locked, 0, "only what was left");
+        vm.assertEq(info(executor, EXEC).staked, 0, "nothing staked");
+        vm.assertEq(token.balanceOf(stranger), 250e6, "100 + 100 + 50 sent");
+        vm.assertEq(info(executor, EXEC).jobsExpired, 2, "both no-shows counted");
+        vm.prank(address(escrow));
+        staking.releaseCollateral(executor, 9, 200e6);
+        vm.assertEq(info(executor, EXEC).locked, 0, "release of a slashed-away lock frees nothing");
+        vm.assertEq(info(executor, EXEC).jobsCompleted, 2, "completed");
     }
 
     function test_lockForJob_eligibility() public {

@@ -219,7 +219,26 @@ abstract contract Base {
         assignment = accept(executor, jobId, job);
     }
 
-    /// @notice The seed the escrow derives for `jobId` when posted in the current block.
+    /// @notice `amount × bps / 10,000` rounded up, as the escrow rounds collateral and validator fees.
+    function bpsCeil(uint256 amount, uint256 bps) internal pure returns (uint256) {
+        return (amount * bps + 9_999) / 10_000;
+    }
+
+    /// @notice The validator fee of a payment at the default fee rate (rounded up).
+    function feeOf(uint256 payment) internal pure returns (uint256) {
+        return bpsCeil(payment, VALIDATOR_FEE_BPS);
+    }
+
+    /// @notice The collateral of an escrow at the default collateral ratio (rounded up).
+    function collateralOf(uint256 escrowAmount) internal pure returns (uint256) {
+        return bpsCeil(escrowAmount, COLLATERAL_BPS);
+    }
+
+    /// @notice The most a requester is compensated from a no-show's seized collateral (rounded down).
+    function compensationCap(uint256 escrowAmount) internal view returns (uint256) {
+        return escrowAmount * escrow.NO_SHOW_COMPENSATION_BPS() / 10_000;
+    }
+
     /// @notice The seed `acceptJob` fixes for `job` in the current block (see `IJobEscrow.Assignment.seed`).
     function expectedSeed(uint256 jobId, IJobEscrow.Job memory job) internal view returns (bytes32) {
         return keccak256(
