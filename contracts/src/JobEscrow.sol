@@ -37,6 +37,10 @@ contract JobEscrow is IJobEscrow, Ownable2Step, ReentrancyGuardTransient {
     uint256 internal constant PRICE_UNIT = 1_000_000;
     uint256 internal constant BPS = 10_000;
     bytes32 internal constant SEED_TAG = keccak256("infera.seed.v1");
+    /// @dev Where a `Job` sits in the calldata of every function that takes one (after the selector and
+    /// the job id), and its encoded size: 23 static words (13 of `JobSpec`, 10 more). See `_hash(Job)`.
+    uint256 internal constant JOB_OFFSET = 4 + 32;
+    uint256 internal constant JOB_SIZE = 23 * 32;
 
     // Bounds governance can never leave.
     uint64 public constant MIN_CHALLENGE_WINDOW = 10 minutes;
@@ -67,15 +71,16 @@ contract JobEscrow is IJobEscrow, Ownable2Step, ReentrancyGuardTransient {
     /// @notice The dispute contract, wired once; zero until then.
     address public disputes;
 
-    // Market parameters, the job counter and the risk horizon share one slot: posting reads and writes
-    // it once.
+    // Market parameters and the job counter share one slot: each lifecycle step reads it once.
     uint32 private _challengeWindow;
     uint32 private _disputeWindow;
     uint32 private _maxJobDuration;
     uint16 private _validatorFeeBps;
     uint16 private _collateralBps;
     uint64 private _nextJobId;
-    uint64 private _riskHorizon;
+    /// @dev Latest end of any job posted under earlier (longer) parameters: raised by `setParameters`
+    /// only, so the job path never writes it (see `riskHorizon`).
+    uint64 private _earlierJobsHorizon;
 
     /// @inheritdoc IJobEscrow
     uint256 public rewardPool;
@@ -135,10 +140,6 @@ contract JobEscrow is IJobEscrow, Ownable2Step, ReentrancyGuardTransient {
         if (escrow == 0) revert EmptyEscrow();
 
         jobId = _nextJobId++;
-        // Stake backing this job is at risk until its last dispute could end; unbonding may never be cut
-        // below that (Staking.setUnbondingPeriod reads the high-water mark).
-        uint64 horizon = spec.deadline + _challengeWindow + _disputeWindow;
-        if (horizon > _riskHorizon) _riskHorizon = horizon;
         job = Job({
             spec: spec,
             requester: msg.sender,
@@ -412,7 +413,9 @@ contract JobEscrow is IJobEscrow, Ownable2Step, ReentrancyGuardTransient {
 
     /// @inheritdoc IJobEscrow
     function riskHorizon() external view returns (uint256) {
-        return _riskHorizon;
+        // A job posted under the current parameters ends within `maxJobLifetime` of its posting; one
+        // posted under earlier ones by the horizon `setParameters` recorded when it changed them.
+        return Math.max(_earlierJobsHorizon, block.timestamp + maxJobLifetime());
     }
 
     /// @inheritdoc IJobEscrow
@@ -464,6 +467,9 @@ contract JobEscrow is IJobEscrow, Ownable2Step, ReentrancyGuardTransient {
         uint16 validatorFeeBps_,
         uint16 collateralBps_
     ) private {
+        // Jobs posted so far end by now + the lifetime they were posted under: keep that as a floor.
+        uint256 horizon = block.timestamp + maxJobLifetime();
+        if (horizon > _earlierJobsHorizon) _earlierJobsHorizon = horizon.toUint64();
         if (
             challengeWindow_ < MIN_CHALLENGE_WINDOW || challengeWindow_ > MAX_CHALLENGE_WINDOW
                 || disputeWindow_ < MIN_DISPUTE_WINDOW || disputeWindow_ > MAX_DISPUTE_WINDOW
@@ -561,9 +567,15 @@ contract JobEscrow is IJobEscrow, Ownable2Step, ReentrancyGuardTransient {
         _check(jobId, expected, termsHash).status = status;
     }
 
-    /// @dev Digest of a posted job's terms.
+    /// @dev Digest of a posted job's terms: `keccak256(abi.encode(job))`, as `postJob` computed it, but
+    /// hashed straight from the calldata. `Job` is a static tuple and every function taking one has
+    /// `(uint256 jobId, Job job, …)` first, so its canonical encoding is the calldata at
+    /// [JOB_OFFSET, JOB_OFFSET + JOB_SIZE). Copying it field by field with `abi.encode` cost ~2,100 gas
+    /// per step; a non-canonical encoding (dirty high bits) only hashes differently and is refused as a
+    /// `TermsMismatch`. The unit suites pin this (every tampered field, and the digest of each step).
     function _hash(Job calldata job) private pure returns (bytes32) {
-        return keccak256(abi.encode(job));
+        job; // the terms are read from msg.data below; the parameter documents which
+        return keccak256(msg.data[JOB_OFFSET:JOB_OFFSET + JOB_SIZE]);
     }
 
     /// @dev Digest of an accepted job: chained on the posted digest, so accepting re-hashes only the assignment.

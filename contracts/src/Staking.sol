@@ -154,7 +154,8 @@ contract Staking is IStaking, Ownable2Step, ReentrancyGuardTransient {
     {
         StakeInfo storage info = _stakes[executor][Role.Executor];
         // Less may be locked than the job's collateral once a slash reached locked stake.
-        info.locked -= uint96(Math.min(amount, info.locked));
+        uint96 locked = info.locked;
+        info.locked = amount < locked ? locked - uint96(amount) : 0;
         info.jobsCompleted += 1;
     }
 
@@ -234,15 +235,9 @@ contract Staking is IStaking, Ownable2Step, ReentrancyGuardTransient {
 
     /// @inheritdoc IStaking
     function setUnbondingPeriod(uint256 period) external onlyOwner {
-        uint256 minPeriod;
-        if (jobEscrow != address(0)) {
-            IJobEscrow escrow = IJobEscrow(jobEscrow);
-            // New jobs: their whole lifetime. Jobs already posted keep the windows they snapshotted:
-            // stake unbonding from now on must stay slashable until the last of them can be disputed.
-            uint256 horizon = escrow.riskHorizon();
-            uint256 openJobs = horizon > block.timestamp ? horizon - block.timestamp : 0;
-            minPeriod = Math.max(escrow.maxJobLifetime(), openJobs);
-        }
+        // Stake that starts unbonding now must stay slashable until every job posted so far (which keep
+        // the windows they snapshotted) and every job posted from now on can no longer be disputed.
+        uint256 minPeriod = jobEscrow == address(0) ? 0 : IJobEscrow(jobEscrow).riskHorizon() - block.timestamp;
         _setUnbondingPeriod(period, minPeriod);
     }
 

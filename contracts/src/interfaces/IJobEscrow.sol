@@ -282,8 +282,10 @@ interface IJobEscrow {
     /// @notice A no-show compensation waiting out the unbonding period, and when it is released.
     function lockedCreditOf(address account) external view returns (uint256 amount, uint256 releaseAt);
 
-    /// @notice Latest time any posted job may still be disputed (deadline + challenge + dispute window),
-    /// as a high-water mark: the staking unbonding period may never end before it.
+    /// @notice A bound on the latest time any job posted so far, or posted now, may still be disputed
+    /// (deadline + challenge + dispute window): jobs keep the windows they snapshotted even when
+    /// governance shortens them, so stake that starts unbonding now must stay slashable until then.
+    /// The staking unbonding period may never end before it.
     function riskHorizon() external view returns (uint256);
 
     function credits(address account) external view returns (uint256);
