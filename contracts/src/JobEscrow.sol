@@ -106,8 +106,10 @@ contract JobEscrow is IJobEscrow, Ownable2Step, ReentrancyGuardTransient {
         uint16 validatorFeeBps_,
         uint16 collateralBps_
     ) Ownable(governance) {
-        if (address(token_) == address(0) || address(staking_) == address(0) || address(registry_) == address(0))
-        {
+        if (
+            address(token_) == address(0) || address(staking_) == address(0)
+                || address(registry_) == address(0)
+        ) {
             revert ZeroAddress();
         }
         token = token_;

@@ -237,7 +237,8 @@ contract Staking is IStaking, Ownable2Step, ReentrancyGuardTransient {
     function setUnbondingPeriod(uint256 period) external onlyOwner {
         // Stake that starts unbonding now must stay slashable until every job posted so far (which keep
         // the windows they snapshotted) and every job posted from now on can no longer be disputed.
-        uint256 minPeriod = jobEscrow == address(0) ? 0 : IJobEscrow(jobEscrow).riskHorizon() - block.timestamp;
+        uint256 minPeriod =
+            jobEscrow == address(0) ? 0 : IJobEscrow(jobEscrow).riskHorizon() - block.timestamp;
         _setUnbondingPeriod(period, minPeriod);
     }
 

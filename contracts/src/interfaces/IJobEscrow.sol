@@ -210,7 +210,11 @@ interface IJobEscrow {
 
     // ---------------------------------------------------------------- executors
 
-    /// @notice Accepts a posted job: checks eligibility, locks collateral and binds the job to the caller.
+    /// @notice Accepts a posted job: checks eligibility, locks collateral, fixes the seed and binds the job
+    /// to the caller. A job posted while its model was active may still be accepted after governance
+    /// deactivated the model: the job is judged by the terms and rules it snapshotted, and its requester
+    /// can cancel it until it is accepted. The callback's gas is not priced by the protocol: an executor
+    /// sees `callbackGasLimit` before accepting and declines jobs whose callback it does not want to fund.
     function acceptJob(uint256 jobId, Job calldata job) external returns (Assignment memory assignment);
 
     /// @notice Submits the result of an accepted job before its deadline. Bound executor only. Computes
