@@ -33,8 +33,12 @@ contract ExampleConsumerTest is Base {
 
         vm.assertEq(dapp.resultHash(jobId), keccak256(r.output), "result delivered");
         vm.assertEq(dapp.finishReason(jobId), 1, "stop");
+        vm.assertEq(uint256(dapp.state(jobId)), uint256(ExampleConsumer.State.Delivered), "provisional");
+        vm.assertEq(dapp.finalResult(jobId), bytes32(0), "not final yet");
 
         finalizeAfterWindow(jobId, s);
+        dapp.confirm(jobId);
+        vm.assertEq(dapp.finalResult(jobId), keccak256(r.output), "final once finalized");
         vm.prank(dappOwner);
         dapp.reclaim(dappOwner);
         vm.assertEq(token.balanceOf(dappOwner), 10_000 - s.payment, "the dApp paid exactly the job");
@@ -59,6 +63,33 @@ contract ExampleConsumerTest is Base {
         vm.prank(stranger);
         vm.expectRevert(abi.encodeWithSelector(ExampleConsumer.NotOwner.selector, stranger));
         dapp.reclaim(stranger);
+    }
+
+    /// @notice A job the dApp asked for expires: `reclaim` returns the escrow at once and the capped
+    /// compensation once its unbonding period is over.
+    function test_reclaim_expiredJobRefundNowCompensationAfterUnbonding() public {
+        vm.prank(dappOwner);
+        uint256 jobId = dapp.ask(spec(), PROMPT);
+        IJobEscrow.Job memory job = _postedJob(jobId);
+        IJobEscrow.Assignment memory a = accept(executor, jobId, job);
+        vm.warp(job.spec.deadline + 1);
+        escrow.expire(jobId, job, a);
+        (uint256 locked, uint256 releaseAt) = escrow.lockedCreditOf(address(dapp));
+        vm.assertEq(locked, compensationCap(job.escrow), "compensation locked for the dApp");
+
+        vm.prank(dappOwner);
+        dapp.reclaim(dappOwner);
+        vm.assertEq(token.balanceOf(dappOwner), 10_000, "the whole escrow back at once");
+        vm.warp(releaseAt - 1);
+        vm.prank(dappOwner);
+        dapp.reclaim(dappOwner);
+        vm.assertEq(token.balanceOf(dappOwner), 10_000, "no compensation before release");
+        vm.warp(releaseAt);
+        vm.prank(dappOwner);
+        dapp.reclaim(dappOwner);
+        vm.assertEq(token.balanceOf(dappOwner), 10_000 + locked, "then the compensation");
+        (locked,) = escrow.lockedCreditOf(address(dapp));
+        vm.assertEq(locked, 0, "nothing left locked");
     }
 
     /// @dev Rebuilds the terms `JobPosted` carried, as an off-chain caller would read them.

@@ -411,6 +411,46 @@ contract JobEscrowAcceptTest is EscrowTestBase {
         assertStatus(jobId, IJobEscrow.JobStatus.Accepted, "accepted");
     }
 
+    /// @notice The seed is drawn at acceptance (`Assignment.seed`), differs per job, is what the commitment
+    /// uses whatever happens in later blocks, and cannot be swapped for one the executor prefers.
+    function test_seed_fixedAtAcceptanceAndBoundByTheAssignment() public {
+        vm.prevrandao(keccak256("randomness of the accepting block"));
+        (uint256 id1, IJobEscrow.Job memory job1) = post(defaultSpec());
+        (uint256 id2, IJobEscrow.Job memory job2) = post(defaultSpec());
+        IJobEscrow.Assignment memory a1 = accept(executor, id1, job1);
+        IJobEscrow.Assignment memory a2 = accept(otherExecutor, id2, job2);
+        vm.assertEq(a1.seed, expectedSeed(id1, job1), "seed 1 derivation");
+        vm.assertEq(a2.seed, expectedSeed(id2, job2), "seed 2 derivation");
+        vm.assertNotEq(a1.seed, a2.seed, "same block, same requester and salt, different jobs");
+
+        vm.roll(block.number + 50);
+        vm.warp(block.timestamp + 10 minutes);
+        vm.prevrandao(keccak256("a later block"));
+        IJobEscrow.Result memory r = defaultResult(100, 10);
+        IJobEscrow.Settlement memory s = submit(id1, job1, a1, r);
+        vm.assertEq(
+            s.commitment,
+            Commitment.compute(
+                modelId,
+                1,
+                job1.spec.sampling,
+                a1.seed,
+                r.promptTokensHash,
+                r.inputTokens,
+                keccak256(r.outputTokens),
+                keccak256(r.output),
+                r.finishReason
+            ),
+            "commitment uses the accepted seed"
+        );
+
+        IJobEscrow.Assignment memory forged = tamperAssignment(a2, 4);
+        forged.seed = keccak256("the executor's favourite seed");
+        vm.prank(otherExecutor);
+        vm.expectRevert(abi.encodeWithSelector(IJobEscrow.TermsMismatch.selector, id2));
+        escrow.submitResult(id2, job2, forged, r);
+    }
+
     function test_accept_pricesAreBoundAtAcceptance() public {
         (uint256 jobId, IJobEscrow.Job memory job, IJobEscrow.Assignment memory a) =
             acceptedJob(defaultSpec());
@@ -1072,6 +1112,70 @@ contract JobEscrowWithdrawTest is EscrowTestBase {
         vm.prank(executor);
         vm.expectRevert(IJobEscrow.NothingToWithdraw.selector);
         escrow.withdraw();
+    }
+}
+
+contract JobEscrowWithdrawToTest is EscrowTestBase {
+    function test_withdrawTo_paysTheCallersCreditToAnotherAddress() public {
+        (uint256 jobId, IJobEscrow.Job memory job) = post(defaultSpec());
+        vm.prank(requester);
+        escrow.cancelJob(jobId, job);
+        address wallet = address(0x3A11E7);
+        uint256 requesterBalance = token.balanceOf(requester);
+        vm.expectEmit(true, true, true, true, address(escrow));
+        emit IJobEscrow.Withdrawn(requester, wallet, job.escrow);
+        vm.prank(requester);
+        escrow.withdrawTo(wallet);
+        vm.assertEq(token.balanceOf(wallet), job.escrow, "paid to `to`");
+        vm.assertEq(token.balanceOf(requester), requesterBalance, "not to the caller");
+        vm.assertEq(escrow.credits(requester), 0, "credit spent");
+        vm.prank(requester);
+        vm.expectRevert(IJobEscrow.NothingToWithdraw.selector);
+        escrow.withdrawTo(wallet);
+    }
+
+    function test_withdrawTo_zeroAddressReverts() public {
+        (uint256 jobId, IJobEscrow.Job memory job) = post(defaultSpec());
+        vm.prank(requester);
+        escrow.cancelJob(jobId, job);
+        vm.prank(requester);
+        vm.expectRevert(IJobEscrow.ZeroAddress.selector);
+        escrow.withdrawTo(address(0));
+        vm.assertEq(escrow.credits(requester), job.escrow, "credit kept");
+    }
+
+    /// @notice Two no-shows against one requester: the locked compensations add up, and the later expiry
+    /// pushes the release of both to its own unbonding period.
+    function test_lockedCredit_accumulatesAndReleasesTogether() public {
+        (uint256 id1, IJobEscrow.Job memory job1, IJobEscrow.Assignment memory a1) =
+            acceptedJob(defaultSpec());
+        vm.warp(job1.spec.deadline + 1);
+        escrow.expire(id1, job1, a1);
+        (, uint256 firstRelease) = escrow.lockedCreditOf(requester);
+        vm.warp(block.timestamp + 1 days);
+        (uint256 id2, IJobEscrow.Job memory job2, IJobEscrow.Assignment memory a2) =
+            acceptedJob(defaultSpec());
+        vm.warp(job2.spec.deadline + 1);
+        vm.expectEmit(true, true, true, true, address(escrow));
+        emit IJobEscrow.CreditLocked(
+            requester, compensationCap(job2.escrow), block.timestamp + UNBONDING_PERIOD
+        );
+        escrow.expire(id2, job2, a2);
+        (uint256 locked, uint256 releaseAt) = escrow.lockedCreditOf(requester);
+        vm.assertEq(locked, compensationCap(job1.escrow) + compensationCap(job2.escrow), "added up");
+        vm.assertEq(releaseAt, block.timestamp + UNBONDING_PERIOD, "released with the later one");
+        vm.assertGt(releaseAt, firstRelease, "pushed back");
+
+        vm.prank(requester);
+        escrow.withdraw();
+        vm.assertEq(escrow.credits(requester), 0, "refunds paid");
+        (uint256 stillLocked,) = escrow.lockedCreditOf(requester);
+        vm.assertEq(stillLocked, locked, "compensation still locked");
+        vm.warp(releaseAt);
+        uint256 before = token.balanceOf(requester);
+        vm.prank(requester);
+        escrow.withdraw();
+        vm.assertEq(token.balanceOf(requester) - before, locked, "both compensations at release");
     }
 }
 

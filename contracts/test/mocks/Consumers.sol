@@ -114,3 +114,17 @@ contract StarvationProbe is IInferaConsumer {
         hits += 1;
     }
 }
+
+/// @notice Records the gas it was given and never fails: what a consumer that silently degrades on
+/// low gas would see.
+contract GasMeterConsumer is IInferaConsumer {
+    uint256 public hits;
+    uint256 public gasAtEntry;
+    uint256 public outputLength;
+
+    function onJobResult(uint256, bytes calldata output, uint8) external {
+        gasAtEntry = gasleft();
+        hits += 1;
+        outputLength = output.length;
+    }
+}

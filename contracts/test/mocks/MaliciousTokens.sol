@@ -112,3 +112,26 @@ contract HookToken is ERC20 {
         if (from != address(0) && hook != address(0)) ITransferHook(hook).onTokenTransfer(from, to, value);
     }
 }
+
+/// @notice A USDC-style token with a blocklist: transfers to or from a blocked account revert.
+contract BlocklistToken is ERC20 {
+    mapping(address account => bool) public blocked;
+
+    error Blocked(address account);
+
+    constructor() ERC20("Blocklist USD", "BUSD") {}
+
+    function mint(address to, uint256 amount) external {
+        _mint(to, amount);
+    }
+
+    function setBlocked(address account, bool isBlocked) external {
+        blocked[account] = isBlocked;
+    }
+
+    function _update(address from, address to, uint256 value) internal override {
+        if (blocked[from]) revert Blocked(from);
+        if (blocked[to]) revert Blocked(to);
+        super._update(from, to, value);
+    }
+}

@@ -20,6 +20,8 @@ interface Vm {
     function label(address account, string calldata newLabel) external;
     function assume(bool condition) external pure;
     function setBlockhash(uint256 blockNumber, bytes32 blockHash) external;
+    function prevrandao(bytes32 newPrevrandao) external;
+    function prevrandao(uint256 newPrevrandao) external;
     function etch(address target, bytes calldata newRuntimeBytecode) external;
     function snapshotState() external returns (uint256 snapshotId);
     function revertToState(uint256 snapshotId) external returns (bool success);
