@@ -36,7 +36,7 @@ contract JobEscrow is IJobEscrow, Ownable2Step, ReentrancyGuardTransient {
 
     uint256 internal constant PRICE_UNIT = 1_000_000;
     uint256 internal constant BPS = 10_000;
-    bytes32 internal constant SEED_TAG = keccak256("infera.seed.v1");
+    bytes32 internal constant SEED_TAG = keccak256("infera.seed.v2");
     /// @dev Where a `Job` sits in the calldata of every function that takes one (after the selector and
     /// the job id), and its encoded size: 23 static words (13 of `JobSpec`, 10 more). See `_hash(Job)`.
     uint256 internal constant JOB_OFFSET = 4 + 32;
@@ -198,13 +198,11 @@ contract JobEscrow is IJobEscrow, Ownable2Step, ReentrancyGuardTransient {
             revert PriceAboveMaximum();
         }
 
-        // The seed exists only now (see `Assignment.seed`): neither the requester, who fixed its salt
-        // before this block's randomness existed, nor the executor, who cannot touch the salt, steers it.
-        bytes32 seed = keccak256(
-            abi.encode(
-                SEED_TAG, block.chainid, address(this), jobId, job.requester, job.spec.salt, block.prevrandao
-            )
-        );
+        // The seed exists only now (see `Assignment.seed`): neither the requester, who fixed its terms
+        // and salt before this block's randomness existed, nor the executor, who cannot touch them,
+        // steers it. The job id is left out on purpose: it is global, so others' posts could move it.
+        bytes32 seed =
+            keccak256(abi.encode(SEED_TAG, block.chainid, address(this), jobHash, block.prevrandao));
         assignment = Assignment(msg.sender, price.inputPerMillion, price.outputPerMillion, collateral, seed);
         record.digest = bytes31(keccak256(abi.encode(jobHash, assignment)));
         record.status = JobStatus.Accepted;
@@ -264,12 +262,17 @@ contract JobEscrow is IJobEscrow, Ownable2Step, ReentrancyGuardTransient {
         );
 
         // Interaction last. The executor must forward enough gas for the full callback budget
-        // (63/64 rule), so it cannot make the callback fail by starving it: a cheap check up front, and
-        // after a failed call a second one that also covers what encoding the arguments cost.
+        // (63/64 rule), so it cannot make the callback fail by starving it: the check up front counts
+        // what encoding the text for the call will cost, and after a failed call a second check refuses
+        // one that ran out of the gas it was given.
         address callback = job.spec.callback;
         if (callback != address(0)) {
             uint256 gasLimit = job.spec.callbackGasLimit;
-            if (gasleft() < gasLimit + gasLimit / 63 + CALLBACK_RESERVE) revert InsufficientGasForCallback();
+            if (
+                gasleft()
+                    < gasLimit + gasLimit / 63 + CALLBACK_RESERVE
+                        + _encodingGas(result.output.length, result.outputTokens.length)
+            ) revert InsufficientGasForCallback();
             if (callback.code.length == 0) {
                 emit CallbackFailed(jobId, callback);
             } else {
@@ -533,6 +536,21 @@ contract JobEscrow is IJobEscrow, Ownable2Step, ReentrancyGuardTransient {
             keccak256(result.output),
             result.finishReason
         );
+    }
+
+    /// @dev An upper bound on the gas that encoding the callback's arguments (`text` bytes of output, a
+    /// few words more) costs: copying them plus growing memory, which is quadratic in its size. By then
+    /// `submitResult` holds at most the ids and the text twice each (hashing, the event) and a few
+    /// KiB of terms in memory; a larger assumed size only overestimates, as the cost is convex.
+    function _encodingGas(uint256 textBytes, uint256 idBytes) private pure returns (uint256) {
+        uint256 used = (2 * (textBytes + idBytes) + 8192) / 32 + 1;
+        uint256 added = textBytes / 32 + 8;
+        return _memoryGas(used + added) - _memoryGas(used) + 3 * added;
+    }
+
+    /// @dev The EVM's cost of `words` words of memory.
+    function _memoryGas(uint256 words) private pure returns (uint256) {
+        return 3 * words + words * words / 512;
     }
 
     /// @dev `amount × bps / 10,000`, rounded up (amounts here are far below overflow: escrows are bounded

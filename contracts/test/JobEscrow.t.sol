@@ -415,13 +415,20 @@ contract JobEscrowAcceptTest is EscrowTestBase {
     /// uses whatever happens in later blocks, and cannot be swapped for one the executor prefers.
     function test_seed_fixedAtAcceptanceAndBoundByTheAssignment() public {
         vm.prevrandao(keccak256("randomness of the accepting block"));
-        (uint256 id1, IJobEscrow.Job memory job1) = post(defaultSpec());
-        (uint256 id2, IJobEscrow.Job memory job2) = post(defaultSpec());
+        IJobEscrow.JobSpec memory spec = defaultSpec();
+        (uint256 id1, IJobEscrow.Job memory job1) = post(spec);
+        (uint256 twinId, IJobEscrow.Job memory twin) = post(spec);
+        spec.salt = keccak256("a fresh salt");
+        (uint256 id2, IJobEscrow.Job memory job2) = post(spec);
         IJobEscrow.Assignment memory a1 = accept(executor, id1, job1);
+        IJobEscrow.Assignment memory aTwin = accept(executor, twinId, twin);
         IJobEscrow.Assignment memory a2 = accept(otherExecutor, id2, job2);
         vm.assertEq(a1.seed, expectedSeed(id1, job1), "seed 1 derivation");
         vm.assertEq(a2.seed, expectedSeed(id2, job2), "seed 2 derivation");
-        vm.assertNotEq(a1.seed, a2.seed, "same block, same requester and salt, different jobs");
+        // The job id is not in the seed (others' posts could move it): the same terms accepted in one
+        // block draw the same seed, and a fresh salt a fresh one.
+        vm.assertEq(aTwin.seed, a1.seed, "same terms, same block: same seed");
+        vm.assertNotEq(a1.seed, a2.seed, "same block, another salt: another seed");
 
         vm.roll(block.number + 50);
         vm.warp(block.timestamp + 10 minutes);

@@ -83,14 +83,17 @@ interface IJobEscrow {
 
     /// @notice The executor a job is bound to and the prices it is paid at (emitted in `JobAccepted`).
     /// @param collateral Stake locked for the job: the escrow × the job's collateral ratio, rounded up.
-    /// @param seed The sampling seed, fixed at acceptance:
-    /// `keccak256(abi.encode(SEED_TAG, chainid, escrow, jobId, requester, spec.salt, block.prevrandao))`.
-    /// Nobody can steer it: the requester commits to its salt at posting, before the randomness of the
-    /// accepting block exists, and the job id is already fixed then, so posting or cancelling other
-    /// jobs changes nothing; the executor cannot choose the salt, and the seed is unknown until the job
-    /// is bound to it. An executor could at most delay acceptance to draw the seed of a later block,
-    /// one draw per block, while any other eligible executor may take the job first (and output is
-    /// bounded by `maxOutputTokens` and billed only as verified).
+    /// @param seed The sampling seed, fixed at acceptance: `keccak256(abi.encode(keccak256("infera.seed.v2"),
+    /// chainid, escrow, keccak256(abi.encode(job)), block.prevrandao))`. Nobody can steer it: the job's
+    /// terms (requester, salt, prompt hash, …) are fixed at posting, before the randomness of the
+    /// accepting block exists, and nothing in them depends on other jobs — the global job id is left
+    /// out, so posting or cancelling dummy jobs ahead of a victim, even in the block that accepts it,
+    /// changes nothing; the executor can touch neither the terms nor the randomness. It could at most
+    /// delay acceptance to draw the seed of a later block, one draw per block, while any other eligible
+    /// executor may take the job first (and output is bounded by `maxOutputTokens` and billed only as
+    /// verified). A requester that posts the same terms twice gets the same seed for both jobs when
+    /// they are accepted in one block; a fresh `salt` gives a fresh draw. On a chain whose `prevrandao`
+    /// is constant (some L2s) the seed is known at posting and the requester, who pays, can choose it.
     struct Assignment {
         address executor;
         uint64 inputPrice;

@@ -240,15 +240,13 @@ abstract contract Base {
     }
 
     /// @notice The seed `acceptJob` fixes for `job` in the current block (see `IJobEscrow.Assignment.seed`).
-    function expectedSeed(uint256 jobId, IJobEscrow.Job memory job) internal view returns (bytes32) {
+    function expectedSeed(uint256, IJobEscrow.Job memory job) internal view returns (bytes32) {
         return keccak256(
             abi.encode(
-                keccak256("infera.seed.v1"),
+                keccak256("infera.seed.v2"),
                 block.chainid,
                 address(escrow),
-                jobId,
-                job.requester,
-                job.spec.salt,
+                keccak256(abi.encode(job)),
                 block.prevrandao
             )
         );
