@@ -500,7 +500,7 @@ contract JobEscrow is IJobEscrow, Ownable2Step, ReentrancyGuardTransient {
         credits[s.executor] += payout;
         rewardPool += fee;
         if (refund != 0) credits[s.requester] += refund;
-        staking.releaseCollateral(s.executor, jobId, s.collateral);
+        staking.releaseCollateral(s.executor, jobId, s.collateral, s.payment);
         emit JobFinalized(jobId);
     }
 

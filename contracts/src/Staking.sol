@@ -69,7 +69,7 @@ contract Staking is IStaking, Ownable2Step, ReentrancyGuardTransient {
     function requestUnstake(Role role, uint256 amount) external nonReentrant {
         if (amount == 0) revert ZeroAmount();
         StakeInfo storage info = _stakes[msg.sender][role];
-        uint256 free = info.staked - info.locked;
+        uint256 free = _free(info);
         if (amount > free) revert InsufficientFreeStake(free, amount);
         info.staked -= amount.toUint96();
 
@@ -137,7 +137,7 @@ contract Staking is IStaking, Ownable2Step, ReentrancyGuardTransient {
         StakeInfo storage info = _stakes[executor][Role.Executor];
         uint256 staked = info.staked;
         if (staked < minStake) revert StakeBelowModelMinimum(staked, minStake);
-        uint256 free = staked - info.locked;
+        uint256 free = _free(info);
         if (collateral > free) revert InsufficientFreeStake(free, collateral);
         info.locked += collateral.toUint96();
     }
@@ -147,16 +147,16 @@ contract Staking is IStaking, Ownable2Step, ReentrancyGuardTransient {
         address executor,
         uint256,
         /* jobId */
-        uint256 amount
+        uint256 amount,
+        uint256 payment
     )
         external
         only(jobEscrow)
     {
         StakeInfo storage info = _stakes[executor][Role.Executor];
-        // Less may be locked than the job's collateral once a slash reached locked stake.
-        uint96 locked = info.locked;
-        info.locked = amount < locked ? locked - uint96(amount) : 0;
-        info.jobsCompleted += 1;
+        info.locked -= amount.toUint96();
+        // Only paid jobs build reputation: a job that bills nothing feeds no validator fee either.
+        if (payment != 0) info.jobsCompleted += 1;
     }
 
     /// @inheritdoc IStaking
@@ -166,10 +166,14 @@ contract Staking is IStaking, Ownable2Step, ReentrancyGuardTransient {
         nonReentrant
     {
         StakeInfo storage info = _stakes[executor][Role.Executor];
-        // Less may be locked than the job's collateral once a slash reached locked stake.
-        uint96 seized = uint96(Math.min(amount, info.locked));
-        info.locked -= seized;
-        info.staked -= seized;
+        // A slash that reached locked stake left a deficit (locked > staked): that part of the
+        // collateral is gone already, so the job forfeits only the rest and the deficit shrinks.
+        uint256 locked = info.locked;
+        uint256 staked = info.staked;
+        uint256 deficit = locked > staked ? locked - staked : 0;
+        uint96 seized = (amount > deficit ? amount - deficit : 0).toUint96();
+        info.locked = (locked - amount).toUint96();
+        info.staked = (staked - seized).toUint96();
         if (fault == Fault.NoShow) {
             info.jobsExpired += 1;
         } else {
@@ -186,19 +190,19 @@ contract Staking is IStaking, Ownable2Step, ReentrancyGuardTransient {
         nonReentrant
         returns (uint256 slashed)
     {
-        // Free stake first, then unbonding stake, then locked stake: locking stake in jobs (one's own
-        // included) never hides it from a slash. A job whose collateral was slashed away releases or
-        // forfeits only what is left (`releaseCollateral`, `seizeCollateral`).
+        // Free stake first, then unbonding stake, then the stake behind open jobs: locking stake in
+        // jobs (one's own included) never hides it from a slash. `locked` keeps counting the open jobs'
+        // collateral, so what a slash took from it is a deficit (locked > staked) that new jobs and
+        // unstaking must cover first and that the jobs' release or seizure absorbs.
         StakeInfo storage info = _stakes[account][role];
-        uint256 fromFree = Math.min(amount, info.staked - info.locked);
+        uint256 fromFree = Math.min(amount, _free(info));
         info.staked -= fromFree.toUint96();
 
         Unbonding storage pending = _unbonding[account][role];
         uint256 fromUnbonding = Math.min(amount - fromFree, pending.amount);
         pending.amount -= fromUnbonding.toUint96();
 
-        uint256 fromLocked = Math.min(amount - fromFree - fromUnbonding, info.locked);
-        info.locked -= fromLocked.toUint96();
+        uint256 fromLocked = Math.min(amount - fromFree - fromUnbonding, info.staked);
         info.staked -= fromLocked.toUint96();
 
         slashed = fromFree + fromUnbonding + fromLocked;
@@ -242,6 +246,13 @@ contract Staking is IStaking, Ownable2Step, ReentrancyGuardTransient {
         _setUnbondingPeriod(period, minPeriod);
     }
 
+    /// @dev Stake that backs no open job: zero while a slash's deficit (locked > staked) is uncovered.
+    function _free(StakeInfo storage info) private view returns (uint256) {
+        uint256 staked = info.staked;
+        uint256 locked = info.locked;
+        return staked > locked ? staked - locked : 0;
+    }
+
     function _setUnbondingPeriod(uint256 period, uint256 minPeriod) private {
         if (period < minPeriod || period == 0 || period > MAX_UNBONDING_PERIOD) {
             revert UnbondingPeriodOutOfBounds(period, minPeriod, MAX_UNBONDING_PERIOD);
@@ -264,8 +275,7 @@ contract Staking is IStaking, Ownable2Step, ReentrancyGuardTransient {
 
     /// @inheritdoc IStaking
     function freeStake(address account, Role role) external view returns (uint256) {
-        StakeInfo memory info = _stakes[account][role];
-        return info.staked - info.locked;
+        return _free(_stakes[account][role]);
     }
 
     /// @inheritdoc IStaking

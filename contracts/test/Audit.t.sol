@@ -205,7 +205,7 @@ contract AuditTest is Base {
     /// `slash(owner's executor, 1,000e6)` returned 0 while the self-posted job held the stake; the owner
     /// then let the job finalize (collateral released) or expire (collateral credited to its own requester
     /// address, see the test above) and kept the whole stake. Now locked stake is reached last but
-    /// reached, and the self-posted job releases or forfeits only what the slash left.
+    /// reached: the job's collateral stays counted as a deficit, and the job releases or forfeits nothing more.
     function test_audit_F1_stakeLockedInSelfPostedJobStaysSlashable() public {
         setUpExecutor(ownerExecutor, 1_000e6);
         fund(ownerRequester, 500e6);
@@ -220,7 +220,8 @@ contract AuditTest is Base {
         vm.assertEq(token.balanceOf(address(disputes)), 1_000e6, "slashed tokens with the dispute contract");
         IStaking.StakeInfo memory info = staking.stakeOf(ownerExecutor, EXEC);
         vm.assertEq(info.staked, 0, "no stake left");
-        vm.assertEq(info.locked, 0, "no lock left");
+        vm.assertEq(info.locked, a.collateral, "the job's collateral still counted: a deficit to cover");
+        vm.assertEq(staking.freeStake(ownerExecutor, EXEC), 0, "nothing free");
 
         // Either way the self-posted job ends, the owner gets nothing of the stake back.
         uint256 snap = vm.snapshotState();
@@ -230,6 +231,7 @@ contract AuditTest is Base {
         vm.assertEq(locked, 0, "nothing left to compensate from");
         vm.assertEq(escrow.credits(ownerRequester), job.escrow, "only the escrow refunded");
         vm.assertEq(escrow.rewardPool(), 0, "nothing seized");
+        vm.assertEq(staking.stakeOf(ownerExecutor, EXEC).locked, 0, "the deficit absorbed by the seizure");
         vm.revertToState(snap);
 
         IJobEscrow.Result memory r = defaultResult(1, 0);

@@ -161,7 +161,7 @@ contract GovernanceTest is Base {
         vm.expectRevert(abi.encodeWithSelector(IStaking.Unauthorized.selector, governance));
         staking.lockForJob(executor, 1, modelId, 0, 1);
         vm.expectRevert(abi.encodeWithSelector(IStaking.Unauthorized.selector, governance));
-        staking.releaseCollateral(executor, acceptedId, a.collateral);
+        staking.releaseCollateral(executor, acceptedId, a.collateral, 1);
         vm.expectRevert(abi.encodeWithSelector(IStaking.Unauthorized.selector, governance));
         staking.seizeCollateral(executor, acceptedId, a.collateral, IStaking.Fault.NoShow, governance);
         vm.expectRevert(abi.encodeWithSelector(IJobEscrow.Unauthorized.selector, governance));

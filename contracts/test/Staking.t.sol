@@ -220,13 +220,14 @@ contract StakingTest is Base {
         slashed = disputes.slash(executor, EXEC, 150e6, stranger);
         vm.assertEq(slashed, 150e6, "50 unbonding + 100 locked");
         vm.assertEq(staking.unbondingOf(executor, EXEC).amount, 0, "unbonding gone");
-        vm.assertEq(info(executor, EXEC).locked, 200e6, "locked stake reached last");
-        vm.assertEq(info(executor, EXEC).staked, 200e6, "locked still backed");
+        vm.assertEq(info(executor, EXEC).staked, 200e6, "stake behind the job reached last");
+        vm.assertEq(info(executor, EXEC).locked, 300e6, "locked still counts the job's collateral");
+        vm.assertEq(staking.freeStake(executor, EXEC), 0, "a deficit leaves nothing free");
 
         slashed = disputes.slash(executor, EXEC, type(uint256).max, stranger);
         vm.assertEq(slashed, 200e6, "capped at the whole stake");
         vm.assertEq(info(executor, EXEC).staked, 0, "all slashed");
-        vm.assertEq(info(executor, EXEC).locked, 0, "lock gone with it");
+        vm.assertEq(info(executor, EXEC).locked, 300e6, "the open job's collateral is still counted");
         vm.assertEq(token.balanceOf(stranger), 1_000e6, "slashed tokens sent to `to`");
 
         slashed = disputes.slash(executor, EXEC, 1, stranger);
@@ -254,6 +255,23 @@ contract StakingTest is Base {
         vm.assertEq(info(executor, EXEC).staked, 1_000e6, "executor stake untouched");
     }
 
+    /// @dev Free stake first, then unbonding, then the stake behind the job; the deficit is what the last took.
+    function _checkSlashOrder(uint256 stakeAmount, uint256 locked, uint256 unbonding, uint256 slashed)
+        internal
+        view
+    {
+        uint256 free = stakeAmount - unbonding - locked;
+        uint256 fromFree = slashed < free ? slashed : free;
+        uint256 fromUnbonding = slashed - fromFree < unbonding ? slashed - fromFree : unbonding;
+        uint256 fromLocked = slashed - fromFree - fromUnbonding;
+        IStaking.StakeInfo memory i = info(alice, EXEC);
+        vm.assertEq(i.locked, locked, "locked keeps counting the open collateral");
+        vm.assertEq(i.staked, stakeAmount - unbonding - fromFree - fromLocked, "staked");
+        vm.assertEq(staking.unbondingOf(alice, EXEC).amount, unbonding - fromUnbonding, "unbonding");
+        vm.assertEq(staking.freeStake(alice, EXEC), free - fromFree, "free stake");
+        vm.assertEq(locked > i.staked ? locked - i.staked : 0, fromLocked, "the deficit is what a slash took");
+    }
+
     function testFuzz_slash_neverExceedsStakeAndReachesLockedLast(
         uint256 stakeAmount,
         uint256 locked,
@@ -271,16 +289,13 @@ contract StakingTest is Base {
         vm.stopPrank();
         if (locked != 0) lock(alice, locked);
 
-        uint256 unlocked = stakeAmount - locked; // free + unbonding
         uint256 before = token.balanceOf(address(staking));
         uint256 slashed = disputes.slash(alice, EXEC, amount, stranger);
 
         // Everything bonded or unbonding is slashable, locked stake included.
         vm.assertEq(slashed, amount < stakeAmount ? amount : stakeAmount, "min(amount, stake)");
         IStaking.StakeInfo memory i = info(alice, EXEC);
-        uint256 fromLocked = slashed > unlocked ? slashed - unlocked : 0;
-        vm.assertEq(i.locked, locked - fromLocked, "locked stake reached only after the rest");
-        vm.assertGe(i.staked, i.locked, "locked still backed");
+        _checkSlashOrder(stakeAmount, locked, unbonding, slashed);
         vm.assertEq(
             uint256(i.staked) + staking.unbondingOf(alice, EXEC).amount, stakeAmount - slashed, "accounting"
         );
@@ -297,7 +312,7 @@ contract StakingTest is Base {
             vm.expectRevert(abi.encodeWithSelector(IStaking.Unauthorized.selector, callers[i]));
             staking.lockForJob(executor, 1, modelId, 0, 1);
             vm.expectRevert(abi.encodeWithSelector(IStaking.Unauthorized.selector, callers[i]));
-            staking.releaseCollateral(executor, 1, 0);
+            staking.releaseCollateral(executor, 1, 0, 1);
             vm.expectRevert(abi.encodeWithSelector(IStaking.Unauthorized.selector, callers[i]));
             staking.seizeCollateral(executor, 1, 0, IStaking.Fault.NoShow, callers[i]);
             vm.stopPrank();
@@ -313,7 +328,7 @@ contract StakingTest is Base {
         vm.assertEq(info(executor, EXEC).locked, 400e6, "locked");
 
         vm.prank(address(escrow));
-        staking.releaseCollateral(executor, 9, 100e6);
+        staking.releaseCollateral(executor, 9, 100e6, 1);
         vm.assertEq(info(executor, EXEC).locked, 300e6, "released");
         vm.assertEq(info(executor, EXEC).jobsCompleted, 1, "completed");
 
@@ -324,27 +339,33 @@ contract StakingTest is Base {
         vm.assertEq(staking.executorProfile(executor).disputesLost, 1, "dispute lost");
         vm.assertEq(token.balanceOf(stranger), 100e6, "sent");
 
-        // Once a slash reached locked stake, less is locked than the jobs' collateral: seizing takes only
-        // what is still locked, releasing frees only that.
-        vm.assertEq(disputes.slash(executor, EXEC, 750e6, alice), 750e6, "700 free + 50 locked");
-        vm.assertEq(info(executor, EXEC).locked, 150e6, "locked cut by the slash");
+        // A slash that reaches the stake behind open jobs leaves `locked` (their collateral) as it was:
+        // the difference is a deficit, absorbed first by the jobs' seizure (or release).
+        vm.assertEq(disputes.slash(executor, EXEC, 750e6, alice), 750e6, "700 free + 50 behind the jobs");
+        vm.assertEq(info(executor, EXEC).locked, 200e6, "locked still counts the open collateral");
+        vm.assertEq(info(executor, EXEC).staked, 150e6, "stake cut");
+        vm.assertEq(staking.freeStake(executor, EXEC), 0, "nothing free while in deficit");
+        vm.expectEmit(true, true, true, true, address(staking));
+        emit IStaking.CollateralSeized(executor, 9, 50e6, IStaking.Fault.NoShow, stranger);
+        vm.prank(address(escrow));
+        staking.seizeCollateral(executor, 9, 100e6, IStaking.Fault.NoShow, stranger);
+        vm.assertEq(info(executor, EXEC).locked, 100e6, "the job's whole collateral unlocked");
+        vm.assertEq(info(executor, EXEC).staked, 100e6, "the deficit absorbed: the rest still backs a job");
         vm.expectEmit(true, true, true, true, address(staking));
         emit IStaking.CollateralSeized(executor, 9, 100e6, IStaking.Fault.NoShow, stranger);
         vm.prank(address(escrow));
         staking.seizeCollateral(executor, 9, 100e6, IStaking.Fault.NoShow, stranger);
-        vm.assertEq(info(executor, EXEC).locked, 50e6, "seized");
-        vm.expectEmit(true, true, true, true, address(staking));
-        emit IStaking.CollateralSeized(executor, 9, 50e6, IStaking.Fault.NoShow, stranger);
-        vm.prank(address(escrow));
-        staking.seizeCollateral(executor, 9, 200e6, IStaking.Fault.NoShow, stranger);
-        vm.assertEq(info(executor, EXEC).locked, 0, "only what was left");
+        vm.assertEq(info(executor, EXEC).locked, 0, "nothing locked");
         vm.assertEq(info(executor, EXEC).staked, 0, "nothing staked");
-        vm.assertEq(token.balanceOf(stranger), 250e6, "100 + 100 + 50 sent");
+        vm.assertEq(token.balanceOf(stranger), 250e6, "100 + 50 + 100 sent");
         vm.assertEq(info(executor, EXEC).jobsExpired, 2, "both no-shows counted");
+
+        // A job that paid nothing builds no reputation.
         vm.prank(address(escrow));
-        staking.releaseCollateral(executor, 9, 200e6);
-        vm.assertEq(info(executor, EXEC).locked, 0, "release of a slashed-away lock frees nothing");
-        vm.assertEq(info(executor, EXEC).jobsCompleted, 2, "completed");
+        staking.lockForJob(executor, 10, modelId, 0, 0);
+        vm.prank(address(escrow));
+        staking.releaseCollateral(executor, 10, 0, 0);
+        vm.assertEq(info(executor, EXEC).jobsCompleted, 1, "an unpaid job is not counted");
     }
 
     function test_lockForJob_eligibility() public {

@@ -20,9 +20,10 @@ interface IStaking {
     }
 
     /// @notice One account's stake in one role, packed in one slot.
-    /// @param staked Bonded stake, including `locked`.
-    /// @param locked Part of `staked` that backs open jobs.
-    /// @param jobsCompleted Reputation: jobs finalized with payment.
+    /// @param staked Bonded stake, including what backs open jobs.
+    /// @param locked The collateral of the account's open jobs. At most `staked`, except after a slash
+    /// reached it: the difference is a deficit that new jobs and unstaking must cover first.
+    /// @param jobsCompleted Reputation: jobs finalized with a non-zero payment.
     /// @param jobsExpired Reputation: accepted jobs the executor let expire.
     struct StakeInfo {
         uint96 staked;
@@ -121,19 +122,19 @@ interface IStaking {
         uint256 collateral
     ) external returns (Price memory price);
 
-    /// @notice Unlocks a finished job's collateral and counts the job as completed. Only the job escrow.
-    /// Emits nothing: the escrow's `JobFinalized` marks the release.
-    function releaseCollateral(address executor, uint256 jobId, uint256 amount) external;
+    /// @notice Unlocks a finished job's collateral and, when it paid anything, counts the job as completed.
+    /// Only the job escrow. Emits nothing: the escrow's `JobFinalized` marks the release.
+    function releaseCollateral(address executor, uint256 jobId, uint256 amount, uint256 payment) external;
 
-    /// @notice Takes a job's locked collateral (at most what is still locked) and sends it to `to`. Only
-    /// the job escrow.
+    /// @notice Takes a job's locked collateral and sends it to `to`, less any part a slash already took
+    /// (the deficit). Only the job escrow.
     function seizeCollateral(address executor, uint256 jobId, uint256 amount, Fault fault, address to)
         external;
 
-    /// @notice Slashes up to `amount` of stake — free stake first, then unbonding, then locked — and sends
-    /// it to `to`. Only the dispute contract. Locked stake is reached last but is reached: locking stake
-    /// in jobs (self-posted ones included) never hides it; jobs whose collateral was slashed away then
-    /// release or forfeit only what is left.
+    /// @notice Slashes up to `amount` of stake — free stake first, then unbonding, then the stake behind
+    /// open jobs — and sends it to `to`. Only the dispute contract. Locking stake in jobs (self-posted
+    /// ones included) never hides it; what is taken from behind open jobs becomes a deficit that blocks
+    /// new jobs and unstaking until covered, and that those jobs' release or seizure absorbs.
     /// @return slashed What was actually taken (at most the stake).
     function slash(address account, Role role, uint256 amount, address to) external returns (uint256 slashed);
 
