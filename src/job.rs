@@ -13,7 +13,7 @@ use alloy::{
 };
 use infera_chain::{
     deploy::{ChainError, Deployment},
-    market::JobMarket,
+    market::{JobMarket, new_salt},
 };
 use infera_protocol::{
     SamplingParams,
@@ -90,6 +90,10 @@ pub struct JobOutcome {
     pub escrow: U256,
     /// The executor that delivered.
     pub executor: Address,
+    /// The salt the job was posted with (the requester's part of the seed).
+    pub salt: B256,
+    /// The sampling seed, fixed when the executor accepted the job.
+    pub seed: B256,
     /// The output text.
     pub output: String,
     /// The output token ids.
@@ -175,6 +179,8 @@ pub async fn post_and_wait(request: JobRequest) -> Result<JobOutcome, JobError> 
         maxOutputPrice: request.max_output_price,
         deadline: now + request.deadline_secs,
         sampling: request.sampling.into(),
+        // Our contribution to the seed, committed now; the seed itself is fixed at acceptance.
+        salt: new_salt(),
     };
     let (posted, receipt) = market
         .post_job(spec, Bytes::from(request.prompt.into_bytes()))
@@ -183,22 +189,30 @@ pub async fn post_and_wait(request: JobRequest) -> Result<JobOutcome, JobError> 
     tracing::info!(job_id = %job_id, tx_hash = %receipt.transaction_hash, escrow = %posted.job.escrow, "job posted; waiting for a result");
     let filter = Filter::new()
         .address(request.job_escrow)
-        .event_signature(JobEscrow::ResultSubmitted::SIGNATURE_HASH)
+        .event_signature(vec![
+            JobEscrow::JobAccepted::SIGNATURE_HASH,
+            JobEscrow::ResultSubmitted::SIGNATURE_HASH,
+        ])
         .topic1(B256::from(job_id))
         .from_block(receipt.block_number.unwrap_or_default());
     let started = tokio::time::Instant::now();
     loop {
         let logs = provider.get_logs(&filter).await?;
-        if let Some(submitted) = logs
+        let accepted = logs
             .iter()
-            .find_map(|log| log.log_decode::<JobEscrow::ResultSubmitted>().ok())
-        {
+            .find_map(|log| log.log_decode::<JobEscrow::JobAccepted>().ok());
+        let submitted = logs
+            .iter()
+            .find_map(|log| log.log_decode::<JobEscrow::ResultSubmitted>().ok());
+        if let (Some(accepted), Some(submitted)) = (accepted, submitted) {
             let submitted = submitted.inner.data;
             return Ok(JobOutcome {
                 job_id,
                 tx_hash: receipt.transaction_hash,
                 escrow: posted.job.escrow,
                 executor: submitted.executor,
+                salt: posted.job.spec.salt,
+                seed: accepted.inner.data.assignment.seed,
                 output: String::from_utf8_lossy(&submitted.output).into_owned(),
                 output_tokens: unpack_tokens(&submitted.outputTokens).unwrap_or_default(),
                 input_tokens: submitted.inputTokens,

@@ -1,6 +1,7 @@
 //! End to end on a real anvil chain: the contracts are deployed through the generated bindings and
 //! whole jobs run through them — post → accept → submit → finalize → withdraw, and the timeout
-//! paths — with every balance checked to the base unit.
+//! paths — with every balance checked to the base unit, and the seed fixed at acceptance checked
+//! against its definition.
 
 use alloy::sol_types::SolValue;
 use alloy::{
@@ -13,10 +14,10 @@ use eyre::{Result, ensure, eyre};
 use infera::{
     deploy::MarketParams,
     devnet::{self, Devnet, DevnetConfig},
-    market::{EXECUTOR_ROLE, JobMarket},
+    market::{EXECUTOR_ROLE, JobMarket, new_salt},
 };
 use infera_protocol::{
-    CommitmentInput, FinishReason,
+    CommitmentInput, FinishReason, Transcript,
     bindings::{ExampleConsumer, IJobEscrow, JobEscrow, example_consumer},
     pack_tokens, tokens_hash, unpack_tokens,
 };
@@ -27,6 +28,9 @@ const OUTPUT_PRICE: u64 = 400_000; // 0.40 token per million output tokens
 const FINALIZED: u8 = 5;
 const PROMPT: &[u8] = br#"[{"role":"user","content":"Say hello in French."}]"#;
 const EXPIRED: u8 = 7;
+/// JobEscrow's `NO_SHOW_COMPENSATION_BPS`: an expired job's requester gets at most this share of its
+/// escrow out of the seized collateral.
+const NO_SHOW_COMPENSATION_BPS: u64 = 1_000;
 
 /// One of anvil's dev accounts with the job market client signing as it.
 struct Actor {
@@ -142,25 +146,59 @@ impl Market {
                 top_p_ppm: 950_000,
             }
             .into(),
+            salt: new_salt(),
         })
     }
 
     /// Posts the test job and checks what `JobPosted` carries.
     async fn post(&self) -> Result<(U256, IJobEscrow::Job)> {
         let prompt = Bytes::from_static(PROMPT);
+        let spec = self.spec().await?;
         let (posted, _) = self
             .requester
             .market
-            .post_job(self.spec().await?, prompt.clone())
+            .post_job(spec.clone(), prompt.clone())
             .await?;
         ensure!(posted.requester == self.requester.address);
         ensure!(posted.prompt == prompt, "the prompt is emitted verbatim");
         ensure!(posted.job.promptHash == keccak256(&prompt));
+        ensure!(posted.job.spec == spec, "the spec, salt included, is kept");
         ensure!(
-            posted.job.seed != B256::ZERO,
-            "the seed is fixed at posting"
+            posted.job.rulesVersion == 1,
+            "the job snapshots the model's rules version"
         );
         Ok((posted.jobId, posted.job))
+    }
+
+    /// The seed `acceptJob` fixes (IJobEscrow's `Assignment.seed`): bound to the chain, the escrow,
+    /// the job, its requester, the requester's salt and the accepting block's `prevrandao`.
+    async fn expected_seed(
+        &self,
+        job_id: U256,
+        job: &IJobEscrow::Job,
+        accepted: &alloy::rpc::types::TransactionReceipt,
+    ) -> Result<B256> {
+        let number = accepted
+            .block_number
+            .ok_or_else(|| eyre!("acceptance not mined"))?;
+        let block = self
+            .provider()
+            .get_block_by_number(number.into())
+            .await?
+            .ok_or_else(|| eyre!("no block {number}"))?;
+        let prevrandao = block.header.mix_hash;
+        Ok(keccak256(
+            (
+                keccak256("infera.seed.v1"),
+                U256::from(self.devnet.deployment.chain_id),
+                self.devnet.deployment.job_escrow,
+                job_id,
+                job.requester,
+                job.spec.salt,
+                prevrandao,
+            )
+                .abi_encode_params(),
+        ))
     }
 }
 
@@ -175,12 +213,18 @@ async fn job_lifecycle_pays_exactly_and_commitment_matches() -> Result<()> {
     ensure!(job.escrow == U256::from(1_024), "escrow {}", job.escrow);
     ensure!(m.requester.balance().await? == requester_start - job.escrow);
 
-    let (assignment, _) = m.executor.market.accept_job(job_id, job.clone()).await?;
+    let (assignment, accepted) = m.executor.market.accept_job(job_id, job.clone()).await?;
     ensure!(assignment.executor == m.executor.address);
     ensure!((assignment.inputPrice, assignment.outputPrice) == (INPUT_PRICE, OUTPUT_PRICE));
     ensure!(
         assignment.collateral == U256::from(2_048),
         "collateral = 2 × escrow"
+    );
+    // The seed exists only from acceptance on, and is the one its definition gives.
+    ensure!(
+        assignment.seed == m.expected_seed(job_id, &job, &accepted).await?,
+        "seed {}",
+        assignment.seed
     );
 
     let prompt_ids: Vec<u32> = (0..300).map(|i| 151_000 + i).collect();
@@ -213,24 +257,31 @@ async fn job_lifecycle_pays_exactly_and_commitment_matches() -> Result<()> {
     let (submitted, _) = m
         .executor
         .market
-        .submit_result(job_id, job.clone(), assignment, result)
+        .submit_result(job_id, job.clone(), assignment.clone(), result.clone())
         .await?;
     let settlement = submitted.settlement;
     ensure!(submitted.outputTokens.len() == 200 * 4);
 
-    // The commitment the contract computed equals the one the protocol crate computes from the
-    // on-chain data alone.
+    // The commitment the contract computed (v2) equals the one the protocol crate computes from
+    // the on-chain data alone: the assignment's seed, the billed count and the text's hash included.
     let recomputed = CommitmentInput::from_tokens(
         job.spec.modelId,
         job.samplerVersion,
         job.spec.sampling.clone().into(),
-        job.seed,
-        &prompt_ids,
-        &unpack_tokens(&submitted.outputTokens)?,
-        FinishReason::Stop,
-    )
+        assignment.seed,
+        Transcript {
+            prompt_token_ids: &prompt_ids,
+            output_token_ids: &unpack_tokens(&submitted.outputTokens)?,
+            output_text: &submitted.output,
+            finish_reason: FinishReason::Stop,
+        },
+    )?
     .commitment();
     ensure!(settlement.commitment == recomputed, "commitment mismatch");
+    ensure!(
+        CommitmentInput::of_result(&job, &assignment, &result)?.commitment() == recomputed,
+        "commitment of the submitted result"
+    );
     // payment = (300 × 100,000 + 200 × 400,000) / 1e6 = 30 + 80 = 110
     ensure!(
         settlement.payment == U256::from(110),
@@ -249,7 +300,9 @@ async fn job_lifecycle_pays_exactly_and_commitment_matches() -> Result<()> {
             .is_err()
     );
     m.advance(MarketParams::default().challenge_window).await?;
-    let fee = U256::from(110 * 500 / 10_000); // validator fee: 5 %, fixed at posting
+    // Validator fee: 5 %, fixed at posting, rounded up (5.5 → 6).
+    let fee = U256::from(6);
+    ensure!(fee == U256::from((110 * 500 + 9_999) / 10_000));
     ensure!(settlement.validatorFee == fee);
     m.keeper.market.finalize(job_id, settlement.clone()).await?;
     let escrow = &m.keeper.market.escrow;
@@ -305,16 +358,64 @@ async fn expired_job_refunds_requester_and_seizes_collateral() -> Result<()> {
     ensure!(expire.call().await.is_err(), "not before the deadline");
 
     m.advance(1_801).await?;
-    let (expired, _) = m
+    let (expired, receipt) = m
         .keeper
         .market
         .expire(job_id, job.clone(), assignment.clone())
         .await?;
-    ensure!(expired.refund == job.escrow && expired.collateralSeized == assignment.collateral);
+    // Of the seized collateral the requester gets at most 10 % of its escrow (1,024 → 102), the
+    // rest funds the validator reward pool.
+    let compensation = job.escrow * U256::from(NO_SHOW_COMPENSATION_BPS) / U256::from(10_000);
+    ensure!(compensation == U256::from(102));
+    ensure!(
+        expired.refund == job.escrow
+            && expired.compensation == compensation
+            && expired.toRewardPool == assignment.collateral - compensation,
+        "{expired:?}"
+    );
     ensure!(m.status(job_id).await? == EXPIRED);
+    let escrow = &m.keeper.market.escrow;
+    ensure!(escrow.rewardPool().call().await? == assignment.collateral - compensation);
 
-    m.requester.market.withdraw().await?;
-    ensure!(m.requester.balance().await? == requester_start + assignment.collateral);
+    // The compensation is locked until the unbonding period has passed.
+    let locked = infera::market::event::<JobEscrow::CreditLocked>(&receipt)?;
+    let unbonding = m.keeper.market.staking.unbondingPeriod().call().await?;
+    let expired_at = m.now().await?;
+    ensure!(
+        locked.account == m.requester.address
+            && locked.amount == compensation
+            && locked.releaseAt == U256::from(expired_at) + unbonding,
+        "{locked:?}"
+    );
+    let held = escrow.lockedCreditOf(m.requester.address).call().await?;
+    ensure!(held.amount == compensation && held.releaseAt == locked.releaseAt);
+
+    // Now: the escrow only. Once released: the compensation, to any address.
+    let (withdrawn, _) = m.requester.market.withdraw().await?;
+    ensure!(withdrawn.amount == job.escrow && withdrawn.to == m.requester.address);
+    ensure!(m.requester.balance().await? == requester_start);
+    ensure!(
+        escrow
+            .withdraw()
+            .from(m.requester.address)
+            .call()
+            .await
+            .is_err(),
+        "nothing to withdraw before the release"
+    );
+    let elsewhere = Address::repeat_byte(0xe1);
+    m.advance(u64::try_from(unbonding)?).await?;
+    let (withdrawn, _) = m.requester.market.withdraw_to(elsewhere).await?;
+    ensure!(
+        withdrawn.account == m.requester.address
+            && withdrawn.to == elsewhere
+            && withdrawn.amount == compensation,
+        "{withdrawn:?}"
+    );
+    ensure!(m.token_balance(elsewhere).await? == compensation);
+    ensure!(m.requester.balance().await? == requester_start);
+    let held = escrow.lockedCreditOf(m.requester.address).call().await?;
+    ensure!(held.amount.is_zero());
     let stake = m
         .keeper
         .market
@@ -326,7 +427,11 @@ async fn expired_job_refunds_requester_and_seizes_collateral() -> Result<()> {
     ensure!(stake.locked == U96::ZERO && stake.jobsExpired == 1);
     let staking_balance = m.token_balance(m.devnet.deployment.staking).await?;
     ensure!(staking_balance == U256::from(STAKE) - assignment.collateral);
-    ensure!(m.token_balance(m.devnet.deployment.job_escrow).await? == U256::ZERO);
+    ensure!(
+        m.token_balance(m.devnet.deployment.job_escrow).await?
+            == assignment.collateral - compensation,
+        "only the reward pool is left"
+    );
     Ok(())
 }
 
@@ -414,12 +519,23 @@ async fn dapp_receives_the_result_through_its_callback() -> Result<()> {
         infera::market::event::<JobEscrow::CallbackFailed>(&receipt).is_err(),
         "the callback must not have failed"
     );
+    // The result is provisional until the job is finalized: nothing final, nothing to confirm yet.
+    ensure!(dapp.finalResult(job_id).call().await? == B256::ZERO);
+    ensure!(
+        dapp.confirm(job_id).call().await.is_err(),
+        "not settled yet"
+    );
 
     m.advance(MarketParams::default().challenge_window).await?;
     m.keeper
         .market
         .finalize(job_id, submitted.settlement.clone())
         .await?;
+    let confirmed = dapp.confirm(job_id).send().await?.get_receipt().await?;
+    ensure!(confirmed.status(), "confirm reverted");
+    let settled = infera::market::event::<ExampleConsumer::ResultSettled>(&confirmed)?;
+    ensure!(settled.jobId == job_id && settled.accepted);
+    ensure!(dapp.finalResult(job_id).call().await? == keccak256(&output));
     let receipt = dapp
         .reclaim(owner.address)
         .send()

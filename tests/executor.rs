@@ -22,8 +22,8 @@ use infera_executor::{
     store::{Stage, Store},
 };
 use infera_protocol::{
-    CommitmentInput, FinishReason, Sampler,
-    bindings::{ExampleConsumer, IModelRegistry, JobEscrow, example_consumer},
+    CommitmentInput, FinishReason, Sampler, Transcript,
+    bindings::{ExampleConsumer, IJobEscrow, IModelRegistry, JobEscrow, example_consumer},
     models::DEFAULT_MODEL,
     prompt::Prompt,
     receipt::{GatewayRequest, domain, prompt_hash_of_tokens},
@@ -113,6 +113,16 @@ async fn executor_serves_jobs_and_gateways_on_a_devnet() -> Result<()> {
     let submitted = job_event::<JobEscrow::ResultSubmitted>(&net, job_id).await?;
     let settlement = submitted.settlement.clone();
     ensure!(submitted.executor == me && settlement.executor == me);
+    // The seed was fixed when the executor accepted; the executor generated with that one.
+    let assignment = job_event::<JobEscrow::JobAccepted>(&net, job_id)
+        .await?
+        .assignment;
+    ensure!(assignment.executor == me && assignment.seed != B256::ZERO);
+    let stored = Store::open(&config.database).await?.job(job_id).await?;
+    ensure!(
+        stored.as_ref().and_then(|row| row.seed()) == Some(assignment.seed),
+        "the executor's store keeps the assignment's seed"
+    );
     let output_ids = unpack_tokens(&submitted.outputTokens)?;
     let finish = FinishReason::try_from(submitted.finishReason)?;
     ensure!(
@@ -122,25 +132,39 @@ async fn executor_serves_jobs_and_gateways_on_a_devnet() -> Result<()> {
     );
     ensure!(finish == FinishReason::Stop || output_ids.len() == 24);
 
-    // The commitment the contract computed is recomputed from on-chain data alone.
+    // The commitment the contract computed (v2) is recomputed from on-chain data alone: the
+    // assignment's seed, the billed input count and the delivered text are inside it.
     let recomputed = CommitmentInput {
         model_id: job.spec.modelId,
         sampler_version: job.samplerVersion,
         sampling: job.spec.sampling.clone().into(),
-        seed: job.seed,
+        seed: assignment.seed,
         prompt_tokens_hash: submitted.promptTokensHash,
+        input_tokens: submitted.inputTokens,
         output_tokens_hash: keccak256(&submitted.outputTokens),
+        output_text_hash: keccak256(&submitted.output),
         finish_reason: finish,
     }
     .commitment();
     ensure!(recomputed == settlement.commitment, "commitment mismatch");
+    let result = IJobEscrow::Result {
+        inputTokens: submitted.inputTokens,
+        finishReason: submitted.finishReason,
+        promptTokensHash: submitted.promptTokensHash,
+        outputTokens: submitted.outputTokens.clone(),
+        output: submitted.output.clone(),
+    };
+    ensure!(CommitmentInput::of_result(&job, &assignment, &result)?.commitment() == recomputed);
 
-    // The dApp received the output through its callback, inside the submission.
+    // The dApp received the output through its callback, inside the submission (provisional
+    // until the job is finalized).
     ensure!(dapp.resultHash(job_id).call().await? == keccak256(&submitted.output));
     ensure!(dapp.finishReason(job_id).call().await? == finish.as_u8());
+    ensure!(dapp.finalResult(job_id).call().await? == B256::ZERO);
 
     // Anyone with the model reproduces the job: the same prompt ids, the same output tokens for
-    // the job's seed, other tokens for another seed (T = 0.8), and the text is the detokenised ids.
+    // the assignment's seed, other tokens for another seed (T = 0.8), and the text is the
+    // detokenised ids.
     let engine = Engine::load(EngineConfig::new(
         require_model()?,
         DEFAULT_MODEL.sha256,
@@ -155,14 +179,14 @@ async fn executor_serves_jobs_and_gateways_on_a_devnet() -> Result<()> {
         max_tokens: job.spec.maxOutputTokens,
         sampler: Sampler::new(job.spec.sampling.clone().into(), seed),
     };
-    let again = engine.generate_all(rerun(job.seed)).await?;
+    let again = engine.generate_all(rerun(assignment.seed)).await?;
     ensure!(
         again.output_ids == output_ids,
         "the job's tokens are not reproducible"
     );
     ensure!(again.text.as_bytes() == submitted.output.as_ref());
     // A confident model may repeat itself under one other seed, never under all of four.
-    let mut seed = job.seed;
+    let mut seed = assignment.seed;
     let mut differs = false;
     for _ in 0..4 {
         seed = keccak256(seed);
@@ -189,6 +213,10 @@ async fn executor_serves_jobs_and_gateways_on_a_devnet() -> Result<()> {
     ensure!(settlement.payment == expected_payment);
     let info = staking.stakeOf(me, EXECUTOR_ROLE).call().await?;
     ensure!(info.locked == U96::ZERO && info.jobsCompleted == 1);
+    // Finalized: the dApp may now take the result as final.
+    let confirmed = dapp.confirm(job_id).send().await?.get_receipt().await?;
+    ensure!(confirmed.status(), "confirm reverted");
+    ensure!(dapp.finalResult(job_id).call().await? == keccak256(&submitted.output));
 
     // The unserved job was never touched, and the executor recorded why.
     ensure!(net.status(ignored_job).await? == status::POSTED);
@@ -227,6 +255,8 @@ async fn executor_serves_jobs_and_gateways_on_a_devnet() -> Result<()> {
     let submitted = job_event::<JobEscrow::ResultSubmitted>(&net, outcome.job_id).await?;
     ensure!(submitted.settlement.commitment == outcome.commitment);
     ensure!(submitted.output.as_ref() == outcome.output.as_bytes());
+    let accepted = job_event::<JobEscrow::JobAccepted>(&net, outcome.job_id).await?;
+    ensure!(outcome.seed == accepted.assignment.seed && outcome.salt != B256::ZERO);
 
     // Earnings are pulled on request, once.
     let before = net.keeper.market.token.balanceOf(me).call().await?;
@@ -313,10 +343,13 @@ async fn gateway_requests(
         infera_protocol::SAMPLER_VERSION,
         request.sampling(),
         request.seed,
-        &prompt_ids,
-        &streamed,
-        finish,
-    )
+        Transcript {
+            prompt_token_ids: &prompt_ids,
+            output_token_ids: &streamed,
+            output_text: receipt.text.as_bytes(),
+            finish_reason: finish,
+        },
+    )?
     .commitment();
     ensure!(
         r.commitment == commitment,

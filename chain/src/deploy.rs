@@ -124,6 +124,8 @@ pub fn default_model() -> IModelRegistry::Model {
             maxContext: 32_768,
             auditRatePpm: 50_000,
             minExecutorStake: U96::from(100_000_000u64),
+            // Numbered by the registry (from 1); ignored on input.
+            rulesVersion: 0,
         },
         thresholds: IModelRegistry::VerificationThresholds {
             maxMarginPpm: 2_000_000,

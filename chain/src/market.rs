@@ -3,9 +3,10 @@
 //! needs) together with the receipt.
 
 use alloy::{
-    primitives::{Address, B256, Bytes, U256},
+    primitives::{Address, B256, Bytes, U256, keccak256},
     providers::Provider,
     rpc::types::TransactionReceipt,
+    signers::local::PrivateKeySigner,
     sol_types::SolEvent,
 };
 use infera_protocol::bindings::{IJobEscrow, JobEscrow, MockSettlementToken, Staking};
@@ -24,6 +25,14 @@ pub struct JobMarket<P> {
     pub staking: Staking::StakingInstance<P>,
     /// The settlement token (only `mint` is specific to the devnet mock).
     pub token: MockSettlementToken::MockSettlementTokenInstance<P>,
+}
+
+/// A fresh salt for a job spec (`JobSpec.salt`, the requester's contribution to the seed), from
+/// the operating system's CSPRNG (through a random secp256k1 key, hashed). Any value is valid: the
+/// seed is fixed at acceptance from the salt and the accepting block's randomness, so the salt only
+/// has to be committed before that block exists; a random one keeps jobs from sharing it.
+pub fn new_salt() -> B256 {
+    keccak256(PrivateKeySigner::random().to_bytes())
 }
 
 /// Decodes the first `E` event of a receipt.
@@ -162,9 +171,19 @@ impl<P: Provider + Clone> JobMarket<P> {
         Ok((event(&receipt)?, receipt))
     }
 
-    /// Withdraws the signer's credited balance.
+    /// Withdraws the signer's credited balance, plus its locked credit (no-show compensation) once
+    /// released.
     pub async fn withdraw(&self) -> Result<(JobEscrow::Withdrawn, TransactionReceipt), ChainError> {
         let receipt = send!(self.escrow.withdraw(), "JobEscrow.withdraw");
+        Ok((event(&receipt)?, receipt))
+    }
+
+    /// [`JobMarket::withdraw`], paid to `to`.
+    pub async fn withdraw_to(
+        &self,
+        to: Address,
+    ) -> Result<(JobEscrow::Withdrawn, TransactionReceipt), ChainError> {
+        let receipt = send!(self.escrow.withdrawTo(to), "JobEscrow.withdrawTo");
         Ok((event(&receipt)?, receipt))
     }
 }

@@ -39,7 +39,7 @@ use axum::{
 use futures::Stream;
 use infera_engine::{EngineError, Event, GenerateRequest, Output};
 use infera_protocol::{
-    CommitmentInput, SAMPLER_VERSION, Sampler,
+    CommitmentInput, SAMPLER_VERSION, Sampler, Transcript,
     prompt::{Message, Prompt},
     receipt::{GatewayRequest, Receipt, prompt_hash_of_messages, prompt_hash_of_tokens},
 };
@@ -364,21 +364,27 @@ fn receipt_event(
         SAMPLER_VERSION,
         request.sampling(),
         request.seed,
-        &output.prompt_ids,
-        &output.output_ids,
-        output.finish_reason,
+        Transcript {
+            prompt_token_ids: &output.prompt_ids,
+            output_token_ids: &output.output_ids,
+            output_text: output.text.as_bytes(),
+            finish_reason: output.finish_reason,
+        },
     )
-    .commitment();
+    .map_err(|e| format!("cannot commit to the output: {e}"))?;
+    let output_tokens = u32::try_from(output.output_ids.len())
+        .map_err(|_| format!("{} output tokens", output.output_ids.len()))?;
     let receipt = Receipt {
         requestId: request.requestId,
         payer: request.payer,
         executor: state.signer.address(),
         modelId: request.modelId,
-        inputTokens: output.prompt_ids.len() as u32,
-        outputTokens: output.output_ids.len() as u32,
+        // The billed count is the one committed to.
+        inputTokens: commitment.input_tokens,
+        outputTokens: output_tokens,
         inputPrice: served.input_price,
         outputPrice: served.output_price,
-        commitment,
+        commitment: commitment.commitment(),
     };
     let signature = state
         .signer

@@ -20,7 +20,7 @@ use alloy::{
 use infera_chain::market::EXECUTOR_ROLE;
 use infera_engine::{Engine, GenerateRequest};
 use infera_protocol::{
-    CommitmentInput, FinishReason, SAMPLER_VERSION, Sampler,
+    CommitmentInput, SAMPLER_VERSION, Sampler,
     bindings::{IJobEscrow, JobEscrow},
     pack_tokens,
     prompt::Prompt,
@@ -410,7 +410,7 @@ impl JobLoop {
                 spec.maxInputTokens
             )));
         }
-        let collateral = job.job.escrow * U256::from(job.job.collateralBps) / U256::from(10_000);
+        let collateral = collateral(&job.job);
         let free = self
             .chain
             .staking
@@ -469,14 +469,19 @@ impl JobLoop {
         Ok(())
     }
 
-    /// Stage `Accepted`: generate with the job's sampler and record the result.
+    /// Stage `Accepted`: generate with the job's sampler, seeded as the assignment says, and
+    /// record the result.
     async fn generate(&self, job: &JobRow) -> Result<(), StepError> {
         let job_id = job.job_id;
+        let Some(assignment) = &job.assignment else {
+            return Err(StepError::Refused("accepted job without assignment".into()));
+        };
         let served = self.served(job).await?;
         let prompt_ids = self.render(job).await?;
         let spec = &job.job.spec;
-        let sampler = Sampler::new(spec.sampling.clone().into(), job.job.seed);
-        tracing::info!(job_id = %job_id, prompt_tokens = prompt_ids.len(), max_tokens = spec.maxOutputTokens, "generating");
+        // The seed exists only since acceptance: it is the assignment's, never chosen here.
+        let sampler = Sampler::new(spec.sampling.clone().into(), assignment.seed);
+        tracing::info!(job_id = %job_id, prompt_tokens = prompt_ids.len(), max_tokens = spec.maxOutputTokens, seed = %assignment.seed, "generating");
         let output = served
             .engine
             .generate_all(GenerateRequest {
@@ -499,8 +504,10 @@ impl JobLoop {
         );
         metrics::counter!("infera_executor_output_tokens_total")
             .increment(output.output_ids.len() as u64);
+        let input_tokens = u32::try_from(prompt_ids.len())
+            .map_err(|_| StepError::Refused(format!("prompt of {} tokens", prompt_ids.len())))?;
         let result = IJobEscrow::Result {
-            inputTokens: prompt_ids.len() as u32,
+            inputTokens: input_tokens,
             finishReason: output.finish_reason.as_u8(),
             promptTokensHash: tokens_hash(&prompt_ids),
             outputTokens: Bytes::from(pack_tokens(&output.output_ids)),
@@ -536,6 +543,9 @@ impl JobLoop {
                 )));
             }
         }
+        // What the contract will commit to (commitment v2: the seed of the assignment, the billed
+        // input count and the text's hash among the rest), checked against its own below.
+        let expected = commitment(&job.job, assignment, result)?;
         if self.block_timestamp().await? > job.job.spec.deadline {
             return Err(StepError::Refused(
                 "deadline passed before submission".into(),
@@ -555,9 +565,9 @@ impl JobLoop {
             .decoded_log::<JobEscrow::ResultSubmitted>()
             .map(|log| log.data)
             .ok_or_else(|| StepError::Refused("submit emitted no ResultSubmitted".into()))?;
-        let expected = commitment(&job.job, result)?;
         if submitted.settlement.commitment != expected {
             tracing::error!(job_id = %job_id, onchain = %submitted.settlement.commitment, local = %expected, "commitment mismatch");
+            metrics::counter!("infera_executor_commitment_mismatches_total").increment(1);
         }
         self.store
             .set_submitted(job_id, &submitted.settlement)
@@ -632,18 +642,122 @@ impl JobLoop {
     }
 }
 
-/// The commitment the contract computes for `result` of `job`.
-fn commitment(job: &IJobEscrow::Job, result: &IJobEscrow::Result) -> Result<B256, StepError> {
-    let finish = FinishReason::try_from(result.finishReason)
-        .map_err(|e| StepError::Refused(e.to_string()))?;
-    Ok(CommitmentInput {
-        model_id: job.spec.modelId,
-        sampler_version: job.samplerVersion,
-        sampling: job.spec.sampling.clone().into(),
-        seed: job.seed,
-        prompt_tokens_hash: result.promptTokensHash,
-        output_tokens_hash: alloy::primitives::keccak256(&result.outputTokens),
-        finish_reason: finish,
+/// The collateral `acceptJob` locks: the escrow × the job's collateral ratio, rounded up (as
+/// `JobEscrow._bpsCeil` does).
+fn collateral(job: &IJobEscrow::Job) -> U256 {
+    const BPS: u64 = 10_000;
+    (job.escrow * U256::from(job.collateralBps) + U256::from(BPS - 1)) / U256::from(BPS)
+}
+
+/// The commitment the contract computes for `result` of `job` as `assignment` bound it.
+fn commitment(
+    job: &IJobEscrow::Job,
+    assignment: &IJobEscrow::Assignment,
+    result: &IJobEscrow::Result,
+) -> Result<B256, StepError> {
+    Ok(CommitmentInput::of_result(job, assignment, result)
+        .map_err(|e| StepError::Refused(e.to_string()))?
+        .commitment())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy::primitives::{aliases::U96, keccak256};
+    use infera_protocol::FinishReason;
+
+    fn job(escrow: u64, collateral_bps: u16) -> IJobEscrow::Job {
+        IJobEscrow::Job {
+            spec: IJobEscrow::JobSpec {
+                modelId: B256::repeat_byte(1),
+                executor: Address::ZERO,
+                callback: Address::ZERO,
+                callbackGasLimit: 0,
+                maxInputTokens: 16,
+                maxOutputTokens: 4,
+                maxInputPrice: 1_000_000,
+                maxOutputPrice: 2_000_000,
+                deadline: 1_800_000_000,
+                sampling: infera_protocol::SamplingParams {
+                    temperature_ppm: 700_000,
+                    top_k: 40,
+                    top_p_ppm: 950_000,
+                }
+                .into(),
+                salt: B256::repeat_byte(0x5a),
+            },
+            requester: Address::repeat_byte(2),
+            promptHash: B256::repeat_byte(3),
+            samplerVersion: 1,
+            rulesVersion: 1,
+            minExecutorStake: U96::from(100u64),
+            validatorFeeBps: 500,
+            collateralBps: collateral_bps,
+            challengeWindow: 600,
+            disputeWindow: 3_600,
+            escrow: U256::from(escrow),
+        }
     }
-    .commitment())
+
+    #[test]
+    fn collateral_is_rounded_up_as_the_escrow_does() {
+        assert_eq!(collateral(&job(1_024, 20_000)), U256::from(2_048));
+        // 1 × 5,000 / 10,000 = 0.5: a one-unit job still puts a unit of stake at risk.
+        assert_eq!(collateral(&job(1, 5_000)), U256::from(1));
+        assert_eq!(collateral(&job(3, 3_333)), U256::from(1));
+        assert_eq!(collateral(&job(10_001, 1)), U256::from(2));
+        assert_eq!(collateral(&job(10_000, 1)), U256::from(1));
+        assert_eq!(collateral(&job(7, 0)), U256::ZERO);
+    }
+
+    /// The executor's commitment takes the seed from the assignment (the job has none since it is
+    /// fixed at acceptance) and binds the billed input count and the text (commitment v2).
+    #[test]
+    fn commitment_uses_the_assignment_seed_the_count_and_the_text() {
+        let job = job(1_024, 20_000);
+        let assignment = IJobEscrow::Assignment {
+            executor: Address::repeat_byte(4),
+            inputPrice: 100_000,
+            outputPrice: 400_000,
+            collateral: U256::from(2_048),
+            seed: B256::repeat_byte(0x5e),
+        };
+        let (prompt, output) = ([151_644u32, 872, 198], [9_707u32, 151_645]);
+        let result = IJobEscrow::Result {
+            inputTokens: 3,
+            finishReason: FinishReason::Stop.as_u8(),
+            promptTokensHash: tokens_hash(&prompt),
+            outputTokens: Bytes::from(pack_tokens(&output)),
+            output: Bytes::from_static("Bonjour ✓".as_bytes()),
+        };
+        let ours = commitment(&job, &assignment, &result).unwrap();
+        let expected = CommitmentInput::from_tokens(
+            job.spec.modelId,
+            job.samplerVersion,
+            job.spec.sampling.clone().into(),
+            assignment.seed,
+            infera_protocol::Transcript {
+                prompt_token_ids: &prompt,
+                output_token_ids: &output,
+                output_text: "Bonjour ✓".as_bytes(),
+                finish_reason: FinishReason::Stop,
+            },
+        )
+        .unwrap()
+        .commitment();
+        assert_eq!(ours, expected);
+
+        let mut reseeded = assignment.clone();
+        reseeded.seed = keccak256(assignment.seed);
+        assert_ne!(commitment(&job, &reseeded, &result).unwrap(), ours);
+        let mut over_billed = result.clone();
+        over_billed.inputTokens = 4;
+        assert_ne!(commitment(&job, &assignment, &over_billed).unwrap(), ours);
+        let mut other_text = result.clone();
+        other_text.output = Bytes::from_static(b"Bonjour !");
+        assert_ne!(commitment(&job, &assignment, &other_text).unwrap(), ours);
+        let mut bad = result;
+        bad.finishReason = 3;
+        assert!(commitment(&job, &assignment, &bad).is_err());
+    }
 }

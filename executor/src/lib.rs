@@ -347,7 +347,7 @@ pub async fn run(
 }
 
 /// `infera executor withdraw`: pulls the executor's credited earnings from the escrow. Returns the
-/// amount (zero when there was nothing to withdraw).
+/// amount paid (zero when nothing was credited).
 ///
 /// # Errors
 /// [`ExecutorError`].
@@ -375,8 +375,12 @@ pub async fn withdraw(config: ExecutorConfig) -> Result<U256, ExecutorError> {
             chain.escrow.withdraw().into_transaction_request(),
         )
         .await?;
-    tracing::info!(amount = %credits, tx_hash = %receipt.transaction_hash, "withdrawn");
-    Ok(credits)
+    // What was paid: the credit, plus any released locked credit (no-show compensation).
+    let amount = receipt
+        .decoded_log::<infera_protocol::bindings::JobEscrow::Withdrawn>()
+        .map_or(credits, |log| log.data.amount);
+    tracing::info!(%amount, tx_hash = %receipt.transaction_hash, "withdrawn");
+    Ok(amount)
 }
 
 fn parse_device(device: &str) -> Result<DeviceKind, ExecutorError> {

@@ -111,7 +111,8 @@ pub struct JobRow {
     pub job: IJobEscrow::Job,
     /// The prompt bytes as posted.
     pub prompt: Bytes,
-    /// The assignment, once accepted.
+    /// The assignment, once accepted: the executor, its prices, the collateral and the sampling
+    /// seed (fixed at acceptance).
     pub assignment: Option<IJobEscrow::Assignment>,
     /// The result, once generated.
     pub result: Option<IJobEscrow::Result>,
@@ -121,6 +122,13 @@ pub struct JobRow {
     pub reason: Option<String>,
     /// The block it was posted in.
     pub posted_block: u64,
+}
+
+impl JobRow {
+    /// The sampling seed, fixed at acceptance (`Assignment.seed`); `None` before.
+    pub fn seed(&self) -> Option<B256> {
+        self.assignment.as_ref().map(|a| a.seed)
+    }
 }
 
 /// A new job found on-chain.
@@ -502,11 +510,12 @@ mod tests {
                 maxOutputPrice: 2_000_000,
                 deadline: 1_800_000_000,
                 sampling: infera_protocol::SamplingParams::GREEDY.into(),
+                salt: B256::repeat_byte(9),
             },
             requester: Address::repeat_byte(requester),
             promptHash: B256::repeat_byte(2),
-            seed: B256::repeat_byte(9),
             samplerVersion: 1,
+            rulesVersion: 1,
             minExecutorStake: alloy::primitives::aliases::U96::from(100u64),
             validatorFeeBps: 500,
             collateralBps: 20_000,
@@ -550,6 +559,7 @@ mod tests {
             inputPrice: 1,
             outputPrice: 2,
             collateral: U256::from(2_048),
+            seed: B256::repeat_byte(0x5e),
         };
         store
             .set_accepted(U256::from(1), &assignment)
@@ -566,6 +576,9 @@ mod tests {
         let row = store.job(U256::from(1)).await.unwrap().unwrap();
         assert_eq!(row.stage, Stage::Generated);
         assert_eq!(row.assignment, Some(assignment));
+        // The seed the job is generated with is the one fixed at acceptance.
+        assert_eq!(row.seed(), Some(B256::repeat_byte(0x5e)));
+        assert_eq!(posted[0].seed(), None);
         assert_eq!(row.result, Some(result));
 
         // A second scan finding the same job again changes nothing; others' events close only
@@ -600,6 +613,50 @@ mod tests {
                 ("generated".into(), 1),
                 ("ignored".into(), 1)
             ]
+        );
+    }
+
+    /// Jobs recorded for the v1 contracts (whose `Job` carried the seed) cannot be decoded: migration
+    /// 0002 gives up those still open, so the job loop goes on with the others.
+    #[tokio::test]
+    async fn jobs_of_the_v1_contracts_are_given_up_by_the_migration() {
+        let store = store("v1").await;
+        store
+            .record_scan(&[new_job(1, Stage::Posted)], &[], 20)
+            .await
+            .unwrap();
+        assert_eq!(job(1).abi_encode().len(), 23 * 32);
+        for (id, stage) in [(2, "accepted"), (3, "finalized")] {
+            sqlx::query(
+                "INSERT INTO jobs (job_id, stage, job, prompt, posted_block, updated_at)
+                 VALUES (?, ?, ?, x'', 1, 0)",
+            )
+            .bind(id.to_string())
+            .bind(stage)
+            .bind(vec![0u8; 22 * 32])
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        }
+        sqlx::raw_sql(include_str!("../migrations/0002_contracts_v2.sql"))
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        let open = store
+            .jobs_in(&[Stage::Accepted, Stage::Generated, Stage::Posted])
+            .await
+            .unwrap();
+        assert_eq!(open.len(), 1);
+        assert_eq!(open[0].job, job(1));
+        let stages: Vec<(String, String)> =
+            sqlx::query_as("SELECT job_id, stage FROM jobs ORDER BY job_id")
+                .fetch_all(&store.pool)
+                .await
+                .unwrap();
+        assert_eq!(
+            stages,
+            [("1", "posted"), ("2", "failed"), ("3", "finalized")]
+                .map(|(id, stage)| (id.to_owned(), stage.to_owned()))
         );
     }
 

@@ -5,9 +5,10 @@
 //! |---|---|
 //! | `GET /v1/status` | chain, indexed block, head, safe, finalized, lag |
 //! | `GET /v1/models` | registered models and their terms |
+//! | `GET /v1/models/{model_id}/rules` | every version of a model's verification rules (jobs name theirs) |
 //! | `GET /v1/models/{model_id}/executors` | executors serving a model: prices, stake, reputation, endpoint |
 //! | `GET /v1/executors/{address}` | one executor with its prices and stake |
-//! | `GET /v1/accounts/{address}` | an account's JobEscrow credit |
+//! | `GET /v1/accounts/{address}` | an account's JobEscrow credit and locked credit (with its release time) |
 //! | `GET /v1/jobs/{job_id}` | a job's lifecycle |
 //! | `GET /v1/disputes[?status=open]` | disputes |
 //! | `GET /health` | 200 once the database answers |
@@ -25,7 +26,8 @@ use serde_json::json;
 
 use crate::{
     rows::{
-        BalanceRow, DisputeRow, ExecutorRow, JobRow, ModelRow, PriceRow, ROLE_EXECUTOR, StakeRow,
+        BalanceRow, DisputeRow, ExecutorRow, JobRow, ModelRow, PriceRow, ROLE_EXECUTOR, RulesRow,
+        StakeRow,
     },
     store::{Cursor, Store, StoreError},
 };
@@ -42,6 +44,7 @@ pub fn router(store: Store, chain_id: u64) -> Router {
         .route("/health", get(health))
         .route("/v1/status", get(status))
         .route("/v1/models", get(models))
+        .route("/v1/models/{model_id}/rules", get(model_rules))
         .route("/v1/models/{model_id}/executors", get(model_executors))
         .route("/v1/executors/{address}", get(executor))
         .route("/v1/accounts/{address}", get(account))
@@ -157,6 +160,23 @@ async fn models(State(api): State<Api>) -> ApiResult {
     })))
 }
 
+async fn model_rules(State(api): State<Api>, Path(model_id): Path<String>) -> ApiResult {
+    let model_id: B256 = parse("model id", &model_id)?;
+    let cursor = api.cursor().await?;
+    let rules: Vec<_> = api
+        .store
+        .all::<RulesRow>(api.chain_id)
+        .await?
+        .into_iter()
+        .filter(|r| r.model_id == model_id)
+        .map(|r| with_finality(&r, r.block, &cursor))
+        .collect();
+    if rules.is_empty() {
+        return Err(ApiError::NotFound(format!("no model {model_id}")));
+    }
+    Ok(Json(json!({ "model_id": model_id, "rules": rules })))
+}
+
 /// An executor as the gateway routes to it.
 #[derive(Debug, Serialize, Deserialize)]
 struct ExecutorView {
@@ -245,12 +265,7 @@ async fn account(State(api): State<Api>, Path(address): Path<String>) -> ApiResu
         .store
         .get::<BalanceRow>(api.chain_id, &address)
         .await?
-        .unwrap_or(BalanceRow {
-            account: address,
-            credit: U256::ZERO,
-            withdrawn: U256::ZERO,
-            block: 0,
-        });
+        .unwrap_or_else(|| BalanceRow::empty(address, 0));
     let mut value = with_finality(&row, row.block, &cursor);
     value["indexed_block"] = json!(cursor.block_number);
     Ok(Json(value))

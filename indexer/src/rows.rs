@@ -163,6 +163,10 @@ pub struct ModelRow {
     pub max_margin_ppm: u32,
     /// Teacher-forced check: largest tolerated flip rate, ppm.
     pub max_flip_rate_ppm: u32,
+    /// Current version of its verification rules (audit rate and thresholds, see [`RulesRow`]);
+    /// jobs posted now are judged by it.
+    #[serde(default)]
+    pub rules_version: u32,
     /// Block of the last change.
     pub block: u64,
 }
@@ -182,6 +186,7 @@ impl Table for ModelRow {
         "min_executor_stake",
         "max_margin_ppm",
         "max_flip_rate_ppm",
+        "rules_version",
         "block",
     ];
     const KEY_COLUMNS: usize = 1;
@@ -205,6 +210,7 @@ impl Table for ModelRow {
             amount(self.min_executor_stake),
             int(self.max_margin_ppm.into()),
             int(self.max_flip_rate_ppm.into()),
+            int(self.rules_version.into()),
             int(self.block),
         ]
     }
@@ -219,6 +225,69 @@ impl Table for ModelRow {
             max_context: narrow("max_context", get_int(row, "max_context")?)?,
             audit_rate_ppm: narrow("audit_rate_ppm", get_int(row, "audit_rate_ppm")?)?,
             min_executor_stake: get_parsed(row, "min_executor_stake")?,
+            max_margin_ppm: narrow("max_margin_ppm", get_int(row, "max_margin_ppm")?)?,
+            max_flip_rate_ppm: narrow("max_flip_rate_ppm", get_int(row, "max_flip_rate_ppm")?)?,
+            rules_version: narrow("rules_version", get_int(row, "rules_version")?)?,
+            block: get_int(row, "block")?,
+        })
+    }
+    fn block(&self) -> u64 {
+        self.block
+    }
+}
+
+/// One version of a model's verification rules, as the registry snapshotted it
+/// (`RulesVersioned`, `ModelRegistry.rulesAt`): a job is judged by the version it was posted under.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RulesRow {
+    /// The model.
+    pub model_id: B256,
+    /// The version (from 1).
+    pub version: u32,
+    /// Share of jobs audited, ppm.
+    pub audit_rate_ppm: u32,
+    /// Teacher-forced check: largest tolerated margin, ppm.
+    pub max_margin_ppm: u32,
+    /// Teacher-forced check: largest tolerated flip rate, ppm.
+    pub max_flip_rate_ppm: u32,
+    /// Block it was recorded in.
+    pub block: u64,
+}
+
+impl Table for RulesRow {
+    type Key = (B256, u32);
+    const NAME: &'static str = "model_rules";
+    const COLUMNS: &'static [&'static str] = &[
+        "model_id",
+        "version",
+        "audit_rate_ppm",
+        "max_margin_ppm",
+        "max_flip_rate_ppm",
+        "block",
+    ];
+    const KEY_COLUMNS: usize = 2;
+
+    fn key(&self) -> (B256, u32) {
+        (self.model_id, self.version)
+    }
+    fn key_values(key: &(B256, u32)) -> Vec<Value> {
+        vec![hex(key.0), int(key.1.into())]
+    }
+    fn values(&self) -> Vec<Value> {
+        vec![
+            hex(self.model_id),
+            int(self.version.into()),
+            int(self.audit_rate_ppm.into()),
+            int(self.max_margin_ppm.into()),
+            int(self.max_flip_rate_ppm.into()),
+            int(self.block),
+        ]
+    }
+    fn from_row(row: &AnyRow) -> Result<Self, DecodeError> {
+        Ok(Self {
+            model_id: get_parsed(row, "model_id")?,
+            version: narrow("version", get_int(row, "version")?)?,
+            audit_rate_ppm: narrow("audit_rate_ppm", get_int(row, "audit_rate_ppm")?)?,
             max_margin_ppm: narrow("max_margin_ppm", get_int(row, "max_margin_ppm")?)?,
             max_flip_rate_ppm: narrow("max_flip_rate_ppm", get_int(row, "max_flip_rate_ppm")?)?,
             block: get_int(row, "block")?,
@@ -520,8 +589,14 @@ pub struct JobRow {
     pub model_id: B256,
     /// keccak256 of the prompt bytes.
     pub prompt_hash: B256,
-    /// The sampling seed fixed at posting.
-    pub seed: B256,
+    /// The requester's contribution to the seed (`JobSpec.salt`).
+    #[serde(default)]
+    pub salt: B256,
+    /// The model's rules version the job is judged by (snapshotted at posting).
+    #[serde(default)]
+    pub rules_version: u32,
+    /// The sampling seed, fixed at acceptance (`Assignment.seed`).
+    pub seed: Option<B256>,
     /// Largest prompt, tokens.
     pub max_input_tokens: u32,
     /// Largest output, tokens.
@@ -560,8 +635,15 @@ pub struct JobRow {
     pub dispute_end: Option<u64>,
     /// Refunded to the requester at the end.
     pub refund: Option<U256>,
-    /// Collateral seized from the executor.
+    /// Collateral seized from the executor (what staking actually gave up).
     pub collateral_seized: Option<U256>,
+    /// Of an expired job's seized collateral: the requester's compensation, locked until the
+    /// unbonding period passes.
+    #[serde(default)]
+    pub compensation: Option<U256>,
+    /// Of an expired job's seized collateral: what went to the validator reward pool.
+    #[serde(default)]
+    pub to_reward_pool: Option<U256>,
     /// Block it was posted in.
     pub posted_block: u64,
     /// Transaction that posted it.
@@ -579,6 +661,8 @@ impl Table for JobRow {
         "requester",
         "model_id",
         "prompt_hash",
+        "salt",
+        "rules_version",
         "seed",
         "max_input_tokens",
         "max_output_tokens",
@@ -600,6 +684,8 @@ impl Table for JobRow {
         "dispute_end",
         "refund",
         "collateral_seized",
+        "compensation",
+        "to_reward_pool",
         "posted_block",
         "posted_tx",
         "block",
@@ -619,7 +705,9 @@ impl Table for JobRow {
             hex(self.requester),
             hex(self.model_id),
             hex(self.prompt_hash),
-            hex(self.seed),
+            hex(self.salt),
+            int(self.rules_version.into()),
+            opt_text(self.seed, hex),
             int(self.max_input_tokens.into()),
             int(self.max_output_tokens.into()),
             int(self.max_input_price),
@@ -640,6 +728,8 @@ impl Table for JobRow {
             opt_int(self.dispute_end),
             opt_text(self.refund, amount),
             opt_text(self.collateral_seized, amount),
+            opt_text(self.compensation, amount),
+            opt_text(self.to_reward_pool, amount),
             int(self.posted_block),
             hex(self.posted_tx),
             int(self.block),
@@ -657,7 +747,9 @@ impl Table for JobRow {
             requester: get_parsed(row, "requester")?,
             model_id: get_parsed(row, "model_id")?,
             prompt_hash: get_parsed(row, "prompt_hash")?,
-            seed: get_parsed(row, "seed")?,
+            salt: get_parsed(row, "salt")?,
+            rules_version: narrow("rules_version", get_int(row, "rules_version")?)?,
+            seed: get_opt_parsed(row, "seed")?,
             max_input_tokens: narrow("max_input_tokens", get_int(row, "max_input_tokens")?)?,
             max_output_tokens: narrow("max_output_tokens", get_int(row, "max_output_tokens")?)?,
             max_input_price: get_int(row, "max_input_price")?,
@@ -680,6 +772,8 @@ impl Table for JobRow {
             dispute_end: get_opt_int(row, "dispute_end")?,
             refund: get_opt_parsed(row, "refund")?,
             collateral_seized: get_opt_parsed(row, "collateral_seized")?,
+            compensation: get_opt_parsed(row, "compensation")?,
+            to_reward_pool: get_opt_parsed(row, "to_reward_pool")?,
             posted_block: get_int(row, "posted_block")?,
             posted_tx: get_parsed(row, "posted_tx")?,
             block: get_int(row, "block")?,
@@ -746,23 +840,51 @@ impl Table for DisputeRow {
     }
 }
 
-/// An account's pull-payment credit in JobEscrow (`credits(account)`).
+/// An account's pull-payment credit in JobEscrow (`credits(account)`) and its locked credit
+/// (`lockedCreditOf(account)`: no-show compensation, withdrawable from `locked_release_at` on).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BalanceRow {
     /// The account.
     pub account: Address,
     /// Withdrawable now.
     pub credit: U256,
-    /// Withdrawn so far.
+    /// Withdrawn so far (credits and released locked credits).
     pub withdrawn: U256,
+    /// Credited but locked until `locked_release_at`.
+    #[serde(default)]
+    pub locked_credit: U256,
+    /// When the locked credit is released (unix seconds; 0 when none is locked).
+    #[serde(default)]
+    pub locked_release_at: u64,
     /// Block of the last change.
     pub block: u64,
+}
+
+impl BalanceRow {
+    /// An account nothing was credited to yet.
+    pub fn empty(account: Address, block: u64) -> Self {
+        Self {
+            account,
+            credit: U256::ZERO,
+            withdrawn: U256::ZERO,
+            locked_credit: U256::ZERO,
+            locked_release_at: 0,
+            block,
+        }
+    }
 }
 
 impl Table for BalanceRow {
     type Key = Address;
     const NAME: &'static str = "balances";
-    const COLUMNS: &'static [&'static str] = &["account", "credit", "withdrawn", "block"];
+    const COLUMNS: &'static [&'static str] = &[
+        "account",
+        "credit",
+        "withdrawn",
+        "locked_credit",
+        "locked_release_at",
+        "block",
+    ];
     const KEY_COLUMNS: usize = 1;
 
     fn key(&self) -> Address {
@@ -776,6 +898,8 @@ impl Table for BalanceRow {
             hex(self.account),
             amount(self.credit),
             amount(self.withdrawn),
+            amount(self.locked_credit),
+            int(self.locked_release_at),
             int(self.block),
         ]
     }
@@ -784,6 +908,8 @@ impl Table for BalanceRow {
             account: get_parsed(row, "account")?,
             credit: get_parsed(row, "credit")?,
             withdrawn: get_parsed(row, "withdrawn")?,
+            locked_credit: get_parsed(row, "locked_credit")?,
+            locked_release_at: get_int(row, "locked_release_at")?,
             block: get_int(row, "block")?,
         })
     }
@@ -795,6 +921,7 @@ impl Table for BalanceRow {
 /// Names of every derived table, for rollbacks and comparisons.
 pub const TABLES: &[&str] = &[
     ModelRow::NAME,
+    RulesRow::NAME,
     ExecutorRow::NAME,
     PriceRow::NAME,
     StakeRow::NAME,
@@ -824,6 +951,45 @@ mod tests {
         );
     }
 
+    /// Undo images written before migration 0002 (a job's seed set at posting, no salt, rules
+    /// version or expiry split; a balance without locked credit) still restore.
+    #[test]
+    fn images_from_before_the_v2_contracts_still_read() {
+        let job: JobRow = serde_json::from_value(serde_json::json!({
+            "job_id": 3, "status": "expired",
+            "requester": "0x70997970c51812dc3a010c7d01b50e0d17dc79c8",
+            "model_id": format!("0x{}", "11".repeat(32)),
+            "prompt_hash": format!("0x{}", "22".repeat(32)),
+            "seed": format!("0x{}", "33".repeat(32)),
+            "max_input_tokens": 256, "max_output_tokens": 16,
+            "max_input_price": 1_000_000, "max_output_price": 2_000_000,
+            "deadline": 1_800_000_000u64, "escrow": "0x120",
+            "executor": null, "input_price": null, "output_price": null, "collateral": null,
+            "input_tokens": null, "output_tokens": null, "finish_reason": null,
+            "commitment": null, "payment": null, "validator_fee": null,
+            "challenge_end": null, "dispute_end": null,
+            "refund": "0x120", "collateral_seized": "0x240",
+            "posted_block": 7, "posted_tx": format!("0x{}", "44".repeat(32)), "block": 9,
+        }))
+        .unwrap();
+        assert_eq!(job.seed, Some(B256::repeat_byte(0x33)));
+        assert_eq!((job.salt, job.rules_version), (B256::ZERO, 0));
+        assert_eq!((job.compensation, job.to_reward_pool), (None, None));
+        let balance: BalanceRow = serde_json::from_value(serde_json::json!({
+            "account": "0x70997970c51812dc3a010c7d01b50e0d17dc79c8",
+            "credit": "0x5", "withdrawn": "0x0", "block": 9,
+        }))
+        .unwrap();
+        assert_eq!(
+            (
+                balance.credit,
+                balance.locked_credit,
+                balance.locked_release_at
+            ),
+            (U256::from(5), U256::ZERO, 0)
+        );
+    }
+
     #[test]
     fn every_table_has_its_key_first_and_block_last() {
         fn check<T: Table>() {
@@ -831,6 +997,7 @@ mod tests {
             assert_eq!(T::COLUMNS.last(), Some(&"block"), "{}", T::NAME);
         }
         check::<ModelRow>();
+        check::<RulesRow>();
         check::<ExecutorRow>();
         check::<PriceRow>();
         check::<StakeRow>();

@@ -20,7 +20,7 @@ use sqlx::AnyConnection;
 use crate::{
     rows::{
         BalanceRow, DisputeRow, ExecutorRow, JobRow, JobStatus, ModelRow, PriceRow, ROLE_EXECUTOR,
-        StakeRow, Table,
+        RulesRow, StakeRow, Table,
     },
     store::{self, StoreError, UndoEntry},
 };
@@ -108,6 +108,7 @@ pub(crate) struct Changes {
     /// Undo images are recorded for blocks above this one (the node's finalized block).
     undo_above: u64,
     models: Cache<ModelRow>,
+    rules: Cache<RulesRow>,
     executors: Cache<ExecutorRow>,
     prices: Cache<PriceRow>,
     stakes: Cache<StakeRow>,
@@ -135,6 +136,7 @@ macro_rules! cached {
 
 cached!(
     models: ModelRow,
+    rules: RulesRow,
     executors: ExecutorRow,
     prices: PriceRow,
     stakes: StakeRow,
@@ -153,6 +155,7 @@ impl Changes {
             chain_id,
             undo_above,
             models: Cache::default(),
+            rules: Cache::default(),
             executors: Cache::default(),
             prices: Cache::default(),
             stakes: Cache::default(),
@@ -237,6 +240,7 @@ impl Changes {
     pub(crate) async fn flush(mut self, db: &mut AnyConnection) -> Result<(), StoreError> {
         let chain_id = self.chain_id;
         store::upsert(db, chain_id, &self.dirty::<ModelRow>()).await?;
+        store::upsert(db, chain_id, &self.dirty::<RulesRow>()).await?;
         store::upsert(db, chain_id, &self.dirty::<ExecutorRow>()).await?;
         store::upsert(db, chain_id, &self.dirty::<PriceRow>()).await?;
         store::upsert(db, chain_id, &self.dirty::<StakeRow>()).await?;
@@ -272,6 +276,18 @@ impl Changes {
             .unwrap_or_else(|| StakeRow::empty(account, role, block)))
     }
 
+    async fn balance(
+        &mut self,
+        db: &mut AnyConnection,
+        account: Address,
+        block: u64,
+    ) -> Result<BalanceRow, StoreError> {
+        Ok(self
+            .load::<BalanceRow>(db, &account)
+            .await?
+            .unwrap_or_else(|| BalanceRow::empty(account, block)))
+    }
+
     async fn credit(
         &mut self,
         db: &mut AnyConnection,
@@ -282,15 +298,7 @@ impl Changes {
         if amount.is_zero() {
             return Ok(());
         }
-        let mut row = self
-            .load::<BalanceRow>(db, &account)
-            .await?
-            .unwrap_or(BalanceRow {
-                account,
-                credit: U256::ZERO,
-                withdrawn: U256::ZERO,
-                block,
-            });
+        let mut row = self.balance(db, account, block).await?;
         row.credit = row.credit.saturating_add(amount);
         row.block = block;
         self.save(row)
@@ -350,7 +358,10 @@ impl Changes {
                     requester: e.requester,
                     model_id: e.modelId,
                     prompt_hash: job.promptHash,
-                    seed: job.seed,
+                    salt: job.spec.salt,
+                    rules_version: job.rulesVersion,
+                    // Fixed at acceptance.
+                    seed: None,
                     max_input_tokens: job.spec.maxInputTokens,
                     max_output_tokens: job.spec.maxOutputTokens,
                     max_input_price: job.spec.maxInputPrice,
@@ -371,6 +382,8 @@ impl Changes {
                     dispute_end: None,
                     refund: None,
                     collateral_seized: None,
+                    compensation: None,
+                    to_reward_pool: None,
                     posted_block: block,
                     posted_tx: log.transaction_hash.unwrap_or_default(),
                     block,
@@ -386,6 +399,7 @@ impl Changes {
                 job.input_price = Some(a.inputPrice);
                 job.output_price = Some(a.outputPrice);
                 job.collateral = Some(a.collateral);
+                job.seed = Some(a.seed);
                 job.block = block;
                 self.save(job)?;
                 let mut stake = self.stake(db, a.executor, ROLE_EXECUTOR, block).await?;
@@ -455,19 +469,26 @@ impl Changes {
                 let Some(mut job) = self.job(db, e.jobId).await? else {
                     return Ok(());
                 };
+                // The escrow is credited at once; of the seized collateral, the compensation was
+                // locked for the requester (`CreditLocked`, just before) and the rest went to the
+                // validator reward pool.
                 job.status = JobStatus::Expired;
                 job.refund = Some(e.refund);
-                job.collateral_seized = Some(e.collateralSeized);
+                job.collateral_seized = Some(e.compensation.saturating_add(e.toRewardPool));
+                job.compensation = Some(e.compensation);
+                job.to_reward_pool = Some(e.toRewardPool);
                 job.block = block;
                 let requester = job.requester;
                 self.save(job)?;
-                self.credit(
-                    db,
-                    requester,
-                    e.refund.saturating_add(e.collateralSeized),
-                    block,
-                )
-                .await?;
+                self.credit(db, requester, e.refund, block).await?;
+            }
+            JobEscrowEvents::CreditLocked(e) => {
+                let mut row = self.balance(db, e.account, block).await?;
+                row.locked_credit = row.locked_credit.saturating_add(e.amount);
+                // One lock per account: a new compensation moves its release to the latest.
+                row.locked_release_at = to_u64(e.releaseAt);
+                row.block = block;
+                self.save(row)?;
             }
             JobEscrowEvents::JobDisputed(e) => {
                 let Some(mut job) = self.job(db, e.jobId).await? else {
@@ -501,18 +522,18 @@ impl Changes {
                 self.credit(db, requester, e.refund, block).await?;
             }
             JobEscrowEvents::Withdrawn(e) => {
-                let mut row =
-                    self.load::<BalanceRow>(db, &e.account)
-                        .await?
-                        .unwrap_or(BalanceRow {
-                            account: e.account,
-                            credit: U256::ZERO,
-                            withdrawn: U256::ZERO,
-                            block,
-                        });
-                if row.credit != e.amount {
-                    tracing::warn!(account = %e.account, indexed = %row.credit, withdrawn = %e.amount,
-                        "withdrawal differs from the indexed credit");
+                // Pays the whole credit, plus the whole locked credit when it was released: the
+                // amount says which (to whom it went changes no balance).
+                let mut row = self.balance(db, e.account, block).await?;
+                let with_locked = row.credit.saturating_add(row.locked_credit);
+                let released = !row.locked_credit.is_zero() && e.amount == with_locked;
+                if e.amount != row.credit && !released {
+                    tracing::warn!(account = %e.account, indexed = %row.credit, locked = %row.locked_credit,
+                        withdrawn = %e.amount, "withdrawal differs from the indexed credit");
+                }
+                if released {
+                    row.locked_credit = U256::ZERO;
+                    row.locked_release_at = 0;
                 }
                 row.credit = row.credit.saturating_sub(e.amount);
                 row.withdrawn = row.withdrawn.saturating_add(e.amount);
@@ -613,12 +634,16 @@ impl Changes {
                 self.save(stake)?;
             }
             StakingEvents::Slashed(e) => {
-                // As the contract does: from free stake first, the rest from unbonding stake.
+                // As the contract does: from free stake first, then unbonding stake, then locked
+                // stake (jobs whose collateral was slashed away release or forfeit what is left).
                 let mut stake = self.stake(db, e.account, e.role, block).await?;
                 let free = stake.staked.saturating_sub(stake.locked);
                 let from_free = e.amount.min(free);
-                stake.staked = stake.staked.saturating_sub(from_free);
-                stake.unbonding = stake.unbonding.saturating_sub(e.amount - from_free);
+                let from_unbonding = (e.amount - from_free).min(stake.unbonding);
+                let from_locked = (e.amount - from_free - from_unbonding).min(stake.locked);
+                stake.staked = stake.staked.saturating_sub(from_free + from_locked);
+                stake.unbonding = stake.unbonding.saturating_sub(from_unbonding);
+                stake.locked = stake.locked.saturating_sub(from_locked);
                 stake.block = block;
                 self.save(stake)?;
             }
@@ -648,6 +673,7 @@ impl Changes {
                     min_executor_stake: U256::ZERO,
                     max_margin_ppm: 0,
                     max_flip_rate_ppm: 0,
+                    rules_version: 0,
                     block,
                 })?;
             }
@@ -659,6 +685,7 @@ impl Changes {
                     model.max_context = t.maxContext;
                     model.audit_rate_ppm = t.auditRatePpm;
                     model.min_executor_stake = U256::from(t.minExecutorStake);
+                    model.rules_version = t.rulesVersion;
                     model.block = block;
                     self.save(model)?;
                 }
@@ -667,6 +694,27 @@ impl Changes {
                 if let Some(mut model) = self.model(db, e.modelId).await? {
                     model.max_margin_ppm = e.thresholds.maxMarginPpm;
                     model.max_flip_rate_ppm = e.thresholds.maxFlipRatePpm;
+                    model.block = block;
+                    self.save(model)?;
+                }
+            }
+            ModelRegistryEvents::RulesVersioned(e) => {
+                let rules = e.rules;
+                self.load::<RulesRow>(db, &(e.modelId, e.version)).await?;
+                self.save(RulesRow {
+                    model_id: e.modelId,
+                    version: e.version,
+                    audit_rate_ppm: rules.auditRatePpm,
+                    max_margin_ppm: rules.thresholds.maxMarginPpm,
+                    max_flip_rate_ppm: rules.thresholds.maxFlipRatePpm,
+                    block,
+                })?;
+                // The model's current rules are its latest version.
+                if let Some(mut model) = self.model(db, e.modelId).await? {
+                    model.rules_version = e.version;
+                    model.audit_rate_ppm = rules.auditRatePpm;
+                    model.max_margin_ppm = rules.thresholds.maxMarginPpm;
+                    model.max_flip_rate_ppm = rules.thresholds.maxFlipRatePpm;
                     model.block = block;
                     self.save(model)?;
                 }

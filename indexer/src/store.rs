@@ -19,8 +19,8 @@ use sqlx::{
 };
 
 use crate::rows::{
-    BalanceRow, DecodeError, DisputeRow, ExecutorRow, JobRow, ModelRow, PriceRow, StakeRow, Table,
-    Value, hex, int,
+    BalanceRow, DecodeError, DisputeRow, ExecutorRow, JobRow, ModelRow, PriceRow, RulesRow,
+    StakeRow, Table, Value, hex, int,
 };
 
 /// Database errors.
@@ -374,6 +374,7 @@ impl Store {
         let mut tx = self.begin_advance(chain_id, from, ancestor, tip).await?;
         let mut restored = 0;
         restored += restore::<ModelRow>(&mut tx, chain_id, ancestor.number).await?;
+        restored += restore::<RulesRow>(&mut tx, chain_id, ancestor.number).await?;
         restored += restore::<ExecutorRow>(&mut tx, chain_id, ancestor.number).await?;
         restored += restore::<PriceRow>(&mut tx, chain_id, ancestor.number).await?;
         restored += restore::<StakeRow>(&mut tx, chain_id, ancestor.number).await?;
@@ -763,16 +764,47 @@ async fn restore<R: Table>(
 
 #[cfg(test)]
 mod tests {
+    /// Every migration, as (file name, SQLite text, PostgreSQL text).
+    const MIGRATIONS: &[(&str, &str, &str)] = &[
+        (
+            "0001_init.sql",
+            include_str!("../migrations/sqlite/0001_init.sql"),
+            include_str!("../migrations/postgres/0001_init.sql"),
+        ),
+        (
+            "0002_contracts_v2.sql",
+            include_str!("../migrations/sqlite/0002_contracts_v2.sql"),
+            include_str!("../migrations/postgres/0002_contracts_v2.sql"),
+        ),
+    ];
+
     /// The two dialects of the schema are one schema: PostgreSQL's is SQLite's with its types
-    /// renamed. A column added to one file and not the other fails here.
+    /// renamed, migration by migration. A column added to one file and not the other fails here.
     #[test]
     fn migrations_are_one_schema_in_two_dialects() {
-        let sqlite = include_str!("../migrations/sqlite/0001_init.sql");
-        let postgres = include_str!("../migrations/postgres/0001_init.sql");
-        let translated = sqlite
-            .replace("INTEGER", "BIGINT")
-            .replace("BLOB", "BYTEA")
-            .replace("(SQLite)", "(PostgreSQL)");
-        assert_eq!(translated, postgres);
+        for (name, sqlite, postgres) in MIGRATIONS {
+            let translated = sqlite
+                .replace("INTEGER", "BIGINT")
+                .replace("BLOB", "BYTEA")
+                .replace("(SQLite)", "(PostgreSQL)");
+            assert_eq!(&translated, postgres, "{name}");
+        }
+    }
+
+    /// Every migration file of either dialect is listed above (and so compared).
+    #[test]
+    fn every_migration_is_compared() {
+        for dialect in ["sqlite", "postgres"] {
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("migrations")
+                .join(dialect);
+            let mut files: Vec<String> = std::fs::read_dir(&dir)
+                .unwrap()
+                .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            files.sort();
+            let listed: Vec<&str> = MIGRATIONS.iter().map(|(name, _, _)| *name).collect();
+            assert_eq!(files, listed, "{dialect}");
+        }
     }
 }

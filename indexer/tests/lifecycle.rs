@@ -1,19 +1,53 @@
 //! Every lifecycle event lands in the typed tables, and the derived state equals what the
-//! contracts' own views say: job statuses, credits, stakes, reputation, prices, models. The read
-//! API serves it with finality. On SQLite and on PostgreSQL.
+//! contracts' own views say: job statuses, seeds fixed at acceptance, the expiry split between the
+//! requester's locked compensation and the reward pool, credits and locked credits, stakes,
+//! reputation, prices, models and their rules versions. The read API serves it with finality. On
+//! SQLite and on PostgreSQL.
 
 mod common;
 
 use std::time::Duration;
 
-use alloy::primitives::U256;
+use alloy::primitives::{Address, U256};
 use common::{Chain, Db, wait_caught_up};
 use eyre::{Result, ensure};
 use infera_indexer::{
     Indexer, Store,
-    rows::{BalanceRow, DisputeRow, ExecutorRow, JobRow, JobStatus, ModelRow, PriceRow, StakeRow},
+    rows::{
+        BalanceRow, DisputeRow, ExecutorRow, JobRow, JobStatus, ModelRow, PriceRow, RulesRow,
+        StakeRow,
+    },
 };
 use infera_protocol::bindings::{JobEscrow, ModelRegistry, Staking};
+
+/// `NO_SHOW_COMPENSATION_BPS` of JobEscrow: the requester's share of an expired job's collateral,
+/// at most, as a share of its escrow.
+const NO_SHOW_COMPENSATION_BPS: u64 = 1_000;
+
+/// The indexed credit and locked credit of `account` equal the escrow's `credits` and
+/// `lockedCreditOf`.
+async fn same_balance(
+    store: &Store,
+    chain: &Chain,
+    escrow: &JobEscrow::JobEscrowInstance<alloy::providers::DynProvider>,
+    account: Address,
+) -> Result<BalanceRow> {
+    let row = store
+        .get::<BalanceRow>(chain.chain_id(), &account)
+        .await?
+        .unwrap_or_else(|| BalanceRow::empty(account, 0));
+    let credit = escrow.credits(account).call().await?;
+    let locked = escrow.lockedCreditOf(account).call().await?;
+    ensure!(
+        row.credit == credit
+            && row.locked_credit == locked.amount
+            && U256::from(row.locked_release_at) == locked.releaseAt,
+        "balance of {account}: indexed {row:?}, chain credit {credit}, locked {} until {}",
+        locked.amount,
+        locked.releaseAt
+    );
+    Ok(row)
+}
 
 async fn lifecycle(chain: &Chain, db: &Db) -> Result<()> {
     let indexer = Indexer::connect(chain.config(&db.url)).await?;
@@ -41,7 +75,7 @@ async fn lifecycle(chain: &Chain, db: &Db) -> Result<()> {
     chain.resolve(e, &settled_e, false).await?;
     chain.advance(3_600).await?; // past a's challenge window and c's deadline
     chain.finalize(a, &settled_a).await?;
-    chain
+    let (expired_c, _) = chain
         .requester
         .market
         .expire(c, job_c.clone(), assigned_c.clone())
@@ -91,23 +125,78 @@ async fn lifecycle(chain: &Chain, db: &Db) -> Result<()> {
     ensure!(job_a_row.output_tokens == Some(5) && job_a_row.payment == Some(settled_a.payment));
     ensure!(job_a_row.executor == Some(chain.executor.address));
 
-    // Credits equal the escrow's pull-payment balances.
+    // Seeds are fixed at acceptance (by the assignment), not at posting; each job keeps its salt
+    // and the rules version it was posted under.
+    for (id, job, assigned) in [
+        (a, &job_a, Some(&assigned_a)),
+        (b, &job_b, None),
+        (c, &job_c, Some(&assigned_c)),
+        (d, &job_d, Some(&assigned_d)),
+        (e, &job_e, Some(&assigned_e)),
+    ] {
+        let row = by_id(id).ok_or_else(|| eyre::eyre!("job {id}"))?;
+        ensure!(
+            row.seed == assigned.map(|x| x.seed),
+            "job {id}: seed {:?}",
+            row.seed
+        );
+        ensure!(row.salt == job.spec.salt && row.rules_version == job.rulesVersion);
+        ensure!(
+            row.rules_version == 1,
+            "rules version {}",
+            row.rules_version
+        );
+    }
+    ensure!(by_id(f).is_some_and(|j| j.seed.is_none()));
+    ensure!(
+        assigned_a.seed != assigned_c.seed,
+        "one seed per acceptance"
+    );
+
+    // The expired job: the escrow refunded at once, the collateral (rounded up) seized and split
+    // between the requester's compensation (capped, locked) and the reward pool.
+    let job_c_row = by_id(c).ok_or_else(|| eyre::eyre!("job c"))?;
+    let collateral =
+        (job_c.escrow * U256::from(job_c.collateralBps) + U256::from(9_999)) / U256::from(10_000);
+    let compensation = job_c.escrow * U256::from(NO_SHOW_COMPENSATION_BPS) / U256::from(10_000);
+    ensure!(assigned_c.collateral == collateral && !compensation.is_zero());
+    ensure!(
+        job_c_row.refund == Some(job_c.escrow)
+            && job_c_row.collateral_seized == Some(collateral)
+            && job_c_row.compensation == Some(compensation)
+            && job_c_row.to_reward_pool == Some(collateral - compensation),
+        "expired job {job_c_row:?}"
+    );
+    ensure!(
+        job_c_row.compensation == Some(expired_c.compensation)
+            && job_c_row.to_reward_pool == Some(expired_c.toRewardPool)
+    );
+    // The reward pool holds the finalized jobs' validator fees and the expired job's remainder.
+    let pool: U256 = jobs
+        .iter()
+        .filter(|j| j.status == JobStatus::Finalized)
+        .filter_map(|j| j.validator_fee)
+        .chain(jobs.iter().filter_map(|j| j.to_reward_pool))
+        .sum();
+    let on_chain_pool = escrow.rewardPool().call().await?;
+    ensure!(
+        pool == on_chain_pool,
+        "reward pool: indexed {pool}, chain {on_chain_pool}"
+    );
+
+    // Credits and locked credits equal the escrow's pull-payment balances.
     for account in [
         chain.requester.address,
         chain.executor.address,
         chain.disputes.address,
     ] {
-        let indexed = store
-            .get::<BalanceRow>(chain_id, &account)
-            .await?
-            .map(|b| b.credit)
-            .unwrap_or_default();
-        let on_chain = escrow.credits(account).call().await?;
-        ensure!(
-            indexed == on_chain,
-            "credit of {account}: indexed {indexed}, chain {on_chain}"
-        );
+        same_balance(&store, chain, &escrow, account).await?;
     }
+    let requester = same_balance(&store, chain, &escrow, chain.requester.address).await?;
+    ensure!(
+        requester.locked_credit == compensation && requester.locked_release_at > 0,
+        "{requester:?}"
+    );
     let withdrawn = store
         .get::<BalanceRow>(chain_id, &chain.executor.address)
         .await?
@@ -163,6 +252,18 @@ async fn lifecycle(chain: &Chain, db: &Db) -> Result<()> {
             && model.active == registered.terms.active
             && model.max_context == registered.terms.maxContext
             && model.max_margin_ppm == registered.thresholds.maxMarginPpm
+            && model.rules_version == registered.terms.rulesVersion
+            && model.rules_version == 1
+    );
+    let rules = store.all::<RulesRow>(chain_id).await?;
+    let v1 = registry.rulesAt(chain.devnet.model_id, 1).call().await?;
+    ensure!(
+        rules.len() == 1
+            && rules[0].version == 1
+            && rules[0].audit_rate_ppm == v1.auditRatePpm
+            && rules[0].max_margin_ppm == v1.thresholds.maxMarginPpm
+            && rules[0].max_flip_rate_ppm == v1.thresholds.maxFlipRatePpm,
+        "{rules:?} vs {v1:?}"
     );
 
     // Disputes: one lost by the executor, one won.
@@ -183,6 +284,22 @@ async fn lifecycle(chain: &Chain, db: &Db) -> Result<()> {
     );
 
     api(chain, &store, a).await?;
+
+    // Once the unbonding period has passed, the requester's withdrawal takes its credit and the
+    // released compensation together.
+    let unbonding = staking.unbondingPeriod().call().await?;
+    chain.advance(u64::try_from(unbonding)? + 1).await?;
+    let (withdrawal, _) = chain.requester.market.withdraw().await?;
+    ensure!(withdrawal.amount == requester.credit + compensation);
+    ensure!(withdrawal.to == chain.requester.address);
+    wait_caught_up(&store, chain, Duration::from_secs(30)).await?;
+    let after = same_balance(&store, chain, &escrow, chain.requester.address).await?;
+    ensure!(
+        after.credit.is_zero()
+            && after.locked_credit.is_zero()
+            && after.withdrawn == requester.withdrawn + withdrawal.amount,
+        "{after:?}"
+    );
 
     follower.stop().await?;
     Ok(())
@@ -223,7 +340,16 @@ async fn api(chain: &Chain, store: &Store, job: U256) -> Result<()> {
         "{body}"
     );
     let (status, body) = get(format!("/v1/accounts/{}", chain.requester.address)).await?;
-    ensure!(status == 200 && body["credit"].is_string(), "{body}");
+    ensure!(
+        status == 200 && body["credit"].is_string() && body["locked_credit"].is_string(),
+        "{body}"
+    );
+    ensure!(
+        body["locked_release_at"].as_u64().is_some_and(|t| t > 0),
+        "{body}"
+    );
+    let (status, body) = get(format!("/v1/models/{}/rules", chain.devnet.model_id)).await?;
+    ensure!(status == 200 && body["rules"][0]["version"] == 1, "{body}");
     let (status, body) = get("/v1/disputes?status=executor_faulty".into()).await?;
     ensure!(
         status == 200 && body["disputes"].as_array().map(Vec::len) == Some(1),

@@ -88,6 +88,32 @@ impl From<SamplingParams> for crate::commitment::SamplingParams {
     }
 }
 
+impl crate::commitment::CommitmentInput {
+    /// What JobEscrow commits to when `assignment`'s executor submits `result` for `job` (its
+    /// `_commitment`): the job's model, sampler version and sampling parameters, the seed fixed at
+    /// acceptance, the billed input count, and the hashes of the prompt ids, output ids and text.
+    ///
+    /// # Errors
+    /// [`crate::commitment::Error::UnknownFinishReason`] for a finish reason outside the enum.
+    pub fn of_result(
+        job: &IJobEscrow::Job,
+        assignment: &IJobEscrow::Assignment,
+        result: &IJobEscrow::Result,
+    ) -> Result<Self, crate::commitment::Error> {
+        Ok(Self {
+            model_id: job.spec.modelId,
+            sampler_version: job.samplerVersion,
+            sampling: job.spec.sampling.clone().into(),
+            seed: assignment.seed,
+            prompt_tokens_hash: result.promptTokensHash,
+            input_tokens: result.inputTokens,
+            output_tokens_hash: alloy::primitives::keccak256(&result.outputTokens),
+            output_text_hash: alloy::primitives::keccak256(&result.output),
+            finish_reason: crate::commitment::FinishReason::try_from(result.finishReason)?,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

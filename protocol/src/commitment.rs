@@ -7,17 +7,24 @@
 //! C = keccak256(abi.encode(
 //!       COMMITMENT_TAG, modelId, samplerVersion, temperature, topK, topP, seed,
 //!       keccak256(promptTokenIds packed as u32 big-endian),
+//!       uint32(inputTokens),
 //!       keccak256(outputTokenIds packed as u32 big-endian),
+//!       keccak256(output text),
 //!       uint8(finishReason)))
 //! ```
+//!
+//! Everything that is billed (the input token count, the output ids' count) or delivered (the text
+//! a callback receives) is inside the commitment (version 2), so over-billing or delivering other
+//! text than the ids detokenise to is a provable fault.
 
 use alloy::primitives::{B256, b256, keccak256};
 use alloy::sol_types::SolType;
 use alloy::sol_types::sol_data::{FixedBytes, Uint};
 
-/// Domain tag of version 1 of the encoding: `keccak256("infera.commitment.v1")`.
+/// Domain tag of version 2 of the encoding: `keccak256("infera.commitment.v2")` (v2 added the input
+/// token count and the output text's hash).
 pub const COMMITMENT_TAG: B256 =
-    b256!("0xfada22b2a4bade56558b2ccaa38f61eb7fd584495a68685a68a276eb60937ed7");
+    b256!("0xb5a42b80554f424d8ade5a7a43eee82cda027913d0ef55029791b64546f7ea6f");
 
 /// Bytes per token id in packed token arrays.
 pub const TOKEN_BYTES: usize = 4;
@@ -35,6 +42,8 @@ type Preimage = (
     Uint<32>,
     FixedBytes<32>,
     FixedBytes<32>,
+    Uint<32>,
+    FixedBytes<32>,
     FixedBytes<32>,
     Uint<8>,
 );
@@ -48,6 +57,9 @@ pub enum Error {
     /// A finish reason outside the known values.
     #[error("unknown finish reason {0}")]
     UnknownFinishReason(u8),
+    /// More tokens than a `uint32` count holds.
+    #[error("{0} tokens do not fit a uint32 count")]
+    TooManyTokens(usize),
 }
 
 /// Sampling parameters of a job, in fixed point so they hash the same everywhere.
@@ -141,7 +153,27 @@ pub fn tokens_hash(ids: &[u32]) -> B256 {
     keccak256(pack_tokens(ids))
 }
 
-/// Everything a commitment binds, with token arrays already hashed (as the contracts see them).
+/// The token counts a commitment carries are `uint32` on-chain; a longer array cannot be committed.
+fn token_count(ids: &[u32]) -> Result<u32, Error> {
+    u32::try_from(ids.len()).map_err(|_| Error::TooManyTokens(ids.len()))
+}
+
+/// What a computation produced, as a commitment binds it: the token ids and the text they
+/// detokenise to (see [`CommitmentInput::from_tokens`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transcript<'a> {
+    /// The prompt token ids (their count is the billed input count).
+    pub prompt_token_ids: &'a [u32],
+    /// The output token ids.
+    pub output_token_ids: &'a [u32],
+    /// The output text, as delivered (UTF-8 bytes).
+    pub output_text: &'a [u8],
+    /// Why generation stopped.
+    pub finish_reason: FinishReason,
+}
+
+/// Everything a commitment binds, with token arrays and the text already hashed (as the contracts
+/// see them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct CommitmentInput {
     /// Model registry id.
@@ -150,36 +182,45 @@ pub struct CommitmentInput {
     pub sampler_version: u32,
     /// Sampling parameters of the job.
     pub sampling: SamplingParams,
-    /// Sampling seed fixed at posting.
+    /// Sampling seed: an on-chain job's is fixed at acceptance (`Assignment.seed`), a gateway
+    /// request's is in the signed request.
     pub seed: B256,
     /// [`tokens_hash`] of the prompt token ids.
     pub prompt_tokens_hash: B256,
+    /// Prompt tokens billed (the submitted `inputTokens`).
+    pub input_tokens: u32,
     /// [`tokens_hash`] of the output token ids.
     pub output_tokens_hash: B256,
+    /// `keccak256` of the output text bytes.
+    pub output_text_hash: B256,
     /// Why generation stopped.
     pub finish_reason: FinishReason,
 }
 
 impl CommitmentInput {
-    /// Builds the input from token ids, hashing them.
+    /// Builds the input from a transcript, hashing its token arrays and text; the billed input
+    /// count is the prompt's length.
+    ///
+    /// # Errors
+    /// [`Error::TooManyTokens`] when the prompt has more than `u32::MAX` tokens.
     pub fn from_tokens(
         model_id: B256,
         sampler_version: u32,
         sampling: SamplingParams,
         seed: B256,
-        prompt_token_ids: &[u32],
-        output_token_ids: &[u32],
-        finish_reason: FinishReason,
-    ) -> Self {
-        Self {
+        transcript: Transcript<'_>,
+    ) -> Result<Self, Error> {
+        Ok(Self {
             model_id,
             sampler_version,
             sampling,
             seed,
-            prompt_tokens_hash: tokens_hash(prompt_token_ids),
-            output_tokens_hash: tokens_hash(output_token_ids),
-            finish_reason,
-        }
+            prompt_tokens_hash: tokens_hash(transcript.prompt_token_ids),
+            input_tokens: token_count(transcript.prompt_token_ids)?,
+            output_tokens_hash: tokens_hash(transcript.output_token_ids),
+            output_text_hash: keccak256(transcript.output_text),
+            finish_reason: transcript.finish_reason,
+        })
     }
 
     /// The ABI encoding that is hashed into the commitment (Solidity's `abi.encode` of the fields).
@@ -193,7 +234,9 @@ impl CommitmentInput {
             self.sampling.top_p_ppm,
             self.seed,
             self.prompt_tokens_hash,
+            self.input_tokens,
             self.output_tokens_hash,
+            self.output_text_hash,
             self.finish_reason.as_u8(),
         ))
     }
@@ -218,15 +261,28 @@ mod tests {
                 top_p_ppm: 950_000,
             },
             B256::repeat_byte(0x22),
-            &[1, 2, 3],
-            &[4, 5],
-            FinishReason::Stop,
+            Transcript {
+                prompt_token_ids: &[1, 2, 3],
+                output_token_ids: &[4, 5],
+                output_text: b"hi",
+                finish_reason: FinishReason::Stop,
+            },
         )
+        .unwrap()
     }
 
     #[test]
     fn tag_is_keccak_of_name() {
-        assert_eq!(COMMITMENT_TAG, keccak256("infera.commitment.v1"));
+        assert_eq!(COMMITMENT_TAG, keccak256("infera.commitment.v2"));
+    }
+
+    #[test]
+    fn from_tokens_counts_the_prompt_and_hashes_the_text() {
+        let input = input();
+        assert_eq!(input.input_tokens, 3);
+        assert_eq!(input.prompt_tokens_hash, tokens_hash(&[1, 2, 3]));
+        assert_eq!(input.output_tokens_hash, tokens_hash(&[4, 5]));
+        assert_eq!(input.output_text_hash, keccak256(b"hi"));
     }
 
     #[test]
@@ -273,15 +329,15 @@ mod tests {
     }
 
     #[test]
-    fn encoding_is_ten_words() {
-        assert_eq!(input().abi_encode().len(), 10 * 32);
+    fn encoding_is_twelve_words() {
+        assert_eq!(input().abi_encode().len(), 12 * 32);
     }
 
     #[test]
     fn every_field_changes_the_commitment() {
         let base = input();
         let c = base.commitment();
-        let variants: [fn(&mut CommitmentInput); 10] = [
+        let variants: [fn(&mut CommitmentInput); 12] = [
             |i| i.model_id = B256::repeat_byte(0x12),
             |i| i.sampler_version = 2,
             |i| i.sampling.temperature_ppm = 700_001,
@@ -289,7 +345,9 @@ mod tests {
             |i| i.sampling.top_p_ppm = 950_001,
             |i| i.seed = B256::repeat_byte(0x23),
             |i| i.prompt_tokens_hash = tokens_hash(&[1, 2, 4]),
+            |i| i.input_tokens = 4, // over-billed input, same prompt ids
             |i| i.output_tokens_hash = tokens_hash(&[4, 5, 6]),
+            |i| i.output_text_hash = keccak256(b"other text"), // other text, same ids
             |i| i.finish_reason = FinishReason::Length,
             |i| i.finish_reason = FinishReason::None,
         ];

@@ -18,7 +18,7 @@ pub mod receipt;
 pub mod sampler;
 
 pub use commitment::{
-    COMMITMENT_TAG, CommitmentInput, Error, FinishReason, SamplingParams, pack_tokens, tokens_hash,
-    unpack_tokens,
+    COMMITMENT_TAG, CommitmentInput, Error, FinishReason, SamplingParams, Transcript, pack_tokens,
+    tokens_hash, unpack_tokens,
 };
 pub use sampler::{SAMPLER_VERSION, Sampled, Sampler, SamplerError};

@@ -13,7 +13,7 @@ use alloy::{
 use eyre::{Result, ensure, eyre};
 use infera::{
     devnet::{self, Devnet, DevnetConfig},
-    market::JobMarket,
+    market::{JobMarket, new_salt},
 };
 use infera_executor::ExecutorConfig;
 use infera_protocol::{bindings::IJobEscrow, models::DEFAULT_MODEL};
@@ -152,6 +152,7 @@ impl Net {
                 top_p_ppm: 950_000,
             }
             .into(),
+            salt: new_salt(),
         })
     }
 

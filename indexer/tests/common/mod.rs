@@ -18,11 +18,13 @@ use alloy::{
 use eyre::{Result, ensure, eyre};
 use infera_chain::{
     devnet::{self, Devnet, DevnetConfig},
-    market::JobMarket,
+    market::{JobMarket, new_salt},
 };
 use infera_indexer::{
     IndexerConfig, Store,
-    rows::{BalanceRow, DisputeRow, ExecutorRow, JobRow, ModelRow, PriceRow, StakeRow, Table},
+    rows::{
+        BalanceRow, DisputeRow, ExecutorRow, JobRow, ModelRow, PriceRow, RulesRow, StakeRow, Table,
+    },
 };
 use infera_protocol::bindings::{IJobEscrow, JobEscrow, MockSettlementToken, Staking};
 use sqlx::{Connection, Executor, Row};
@@ -214,6 +216,7 @@ impl Chain {
             maxOutputPrice: 2_000_000,
             deadline: self.now().await? + deadline_in,
             sampling: infera_protocol::SamplingParams::GREEDY.into(),
+            salt: new_salt(),
         })
     }
 
@@ -533,6 +536,7 @@ pub async fn assert_same(a: &Store, b: &Store, chain_id: u64) -> Result<usize> {
     );
     let mut rows = 0;
     rows += same_table::<ModelRow>(a, b, chain_id).await?;
+    rows += same_table::<RulesRow>(a, b, chain_id).await?;
     rows += same_table::<ExecutorRow>(a, b, chain_id).await?;
     rows += same_table::<PriceRow>(a, b, chain_id).await?;
     rows += same_table::<StakeRow>(a, b, chain_id).await?;
