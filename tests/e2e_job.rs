@@ -171,10 +171,10 @@ impl Market {
     }
 
     /// The seed `acceptJob` fixes (IJobEscrow's `Assignment.seed`): bound to the chain, the escrow,
-    /// the job, its requester, the requester's salt and the accepting block's `prevrandao`.
+    /// the job's terms (its requester and salt among them, not the global job id) and the accepting
+    /// block's `prevrandao`.
     async fn expected_seed(
         &self,
-        job_id: U256,
         job: &IJobEscrow::Job,
         accepted: &alloy::rpc::types::TransactionReceipt,
     ) -> Result<B256> {
@@ -189,12 +189,10 @@ impl Market {
         let prevrandao = block.header.mix_hash;
         Ok(keccak256(
             (
-                keccak256("infera.seed.v1"),
+                keccak256("infera.seed.v2"),
                 U256::from(self.devnet.deployment.chain_id),
                 self.devnet.deployment.job_escrow,
-                job_id,
-                job.requester,
-                job.spec.salt,
+                keccak256(job.abi_encode()),
                 prevrandao,
             )
                 .abi_encode_params(),
@@ -222,7 +220,7 @@ async fn job_lifecycle_pays_exactly_and_commitment_matches() -> Result<()> {
     );
     // The seed exists only from acceptance on, and is the one its definition gives.
     ensure!(
-        assignment.seed == m.expected_seed(job_id, &job, &accepted).await?,
+        assignment.seed == m.expected_seed(&job, &accepted).await?,
         "seed {}",
         assignment.seed
     );

@@ -29,8 +29,9 @@ pub struct JobMarket<P> {
 
 /// A fresh salt for a job spec (`JobSpec.salt`, the requester's contribution to the seed), from
 /// the operating system's CSPRNG (through a random secp256k1 key, hashed). Any value is valid: the
-/// seed is fixed at acceptance from the salt and the accepting block's randomness, so the salt only
-/// has to be committed before that block exists; a random one keeps jobs from sharing it.
+/// seed is fixed at acceptance from the job's terms, salt included, and the accepting block's
+/// randomness, so the salt only has to be committed before that block exists; a fresh one gives
+/// two jobs with otherwise equal terms, accepted in one block, different seeds.
 pub fn new_salt() -> B256 {
     keccak256(PrivateKeySigner::random().to_bytes())
 }

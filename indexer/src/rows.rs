@@ -422,9 +422,10 @@ pub struct StakeRow {
     pub account: Address,
     /// [`ROLE_EXECUTOR`] or [`ROLE_VALIDATOR`].
     pub role: u8,
-    /// Bonded stake (includes the locked part).
+    /// Bonded stake (includes what backs open jobs).
     pub staked: U256,
-    /// Stake locked as collateral of open jobs.
+    /// Collateral of open jobs: at most `staked`, except after a slash reached it (the difference is
+    /// a deficit new jobs and unstaking must cover first).
     pub locked: U256,
     /// Stake waiting out the unbonding period (still slashable).
     pub unbonding: U256,

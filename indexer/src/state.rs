@@ -450,7 +450,10 @@ impl Changes {
                 self.credit(db, requester, refund, block).await?;
                 let mut stake = self.stake(db, executor, ROLE_EXECUTOR, block).await?;
                 stake.locked = stake.locked.saturating_sub(collateral);
-                stake.jobs_completed = stake.jobs_completed.saturating_add(1);
+                // Only jobs that paid something build reputation.
+                if !payment.is_zero() {
+                    stake.jobs_completed = stake.jobs_completed.saturating_add(1);
+                }
                 stake.block = block;
                 self.save(stake)?;
             }
@@ -618,8 +621,14 @@ impl Changes {
                 }
             }
             StakingEvents::CollateralSeized(e) => {
+                // The job's whole collateral leaves `locked`; `amount` is what was actually taken
+                // from the stake: less when a slash already took part of it (the deficit).
+                let collateral = match self.job(db, e.jobId).await? {
+                    Some(job) => job.collateral.unwrap_or(e.amount),
+                    None => e.amount,
+                };
                 let mut stake = self.stake(db, e.executor, ROLE_EXECUTOR, block).await?;
-                stake.locked = stake.locked.saturating_sub(e.amount);
+                stake.locked = stake.locked.saturating_sub(collateral);
                 stake.staked = stake.staked.saturating_sub(e.amount);
                 // Fault 0 is a no-show, 1 a lost dispute.
                 if e.fault == 0 {
@@ -634,16 +643,16 @@ impl Changes {
                 self.save(stake)?;
             }
             StakingEvents::Slashed(e) => {
-                // As the contract does: from free stake first, then unbonding stake, then locked
-                // stake (jobs whose collateral was slashed away release or forfeit what is left).
+                // As the contract does: from free stake first, then unbonding stake, then the stake
+                // behind open jobs. `locked` keeps counting those jobs' collateral, so the last part
+                // leaves a deficit (locked above staked) that their release or seizure absorbs.
                 let mut stake = self.stake(db, e.account, e.role, block).await?;
                 let free = stake.staked.saturating_sub(stake.locked);
                 let from_free = e.amount.min(free);
                 let from_unbonding = (e.amount - from_free).min(stake.unbonding);
-                let from_locked = (e.amount - from_free - from_unbonding).min(stake.locked);
+                let from_locked = e.amount - from_free - from_unbonding;
                 stake.staked = stake.staked.saturating_sub(from_free + from_locked);
                 stake.unbonding = stake.unbonding.saturating_sub(from_unbonding);
-                stake.locked = stake.locked.saturating_sub(from_locked);
                 stake.block = block;
                 self.save(stake)?;
             }

@@ -301,7 +301,75 @@ async fn lifecycle(chain: &Chain, db: &Db) -> Result<()> {
         "{after:?}"
     );
 
+    slash_behind_open_job(chain, &store).await?;
+
     follower.stop().await?;
+    Ok(())
+}
+
+/// A slash reaches the stake behind an open job, leaving a deficit (locked above staked); the job's
+/// expiry then forfeits nothing more, and the indexed stake follows the contract's all the way.
+async fn slash_behind_open_job(chain: &Chain, store: &Store) -> Result<()> {
+    let chain_id = chain.chain_id();
+    let provider = chain.provider();
+    let staking = &Staking::new(chain.devnet.deployment.staking, provider.clone());
+    let same_stake = || async move {
+        let row = store
+            .get::<StakeRow>(chain_id, &(chain.executor.address, 0))
+            .await?
+            .ok_or_else(|| eyre::eyre!("no stake row"))?;
+        let info = staking.stakeOf(chain.executor.address, 0).call().await?;
+        ensure!(
+            row.staked == U256::from(info.staked) && row.locked == U256::from(info.locked),
+            "stake {row:?} vs chain {info:?}"
+        );
+        Ok::<_, eyre::Report>(row)
+    };
+
+    let (g, job_g) = chain.post("g").await?;
+    let assigned_g = chain.accept(g, &job_g).await?;
+    wait_caught_up(store, chain, Duration::from_secs(30)).await?;
+    let before = same_stake().await?;
+    let slasher = Staking::new(
+        chain.devnet.deployment.staking,
+        chain.disputes.provider.clone(),
+    );
+    let receipt = slasher
+        .slash(
+            chain.executor.address,
+            0,
+            before.staked,
+            chain.disputes.address,
+        )
+        .from(chain.disputes.address)
+        .send()
+        .await?
+        .get_receipt()
+        .await?;
+    ensure!(receipt.status(), "slash reverted");
+    wait_caught_up(store, chain, Duration::from_secs(30)).await?;
+    let slashed = same_stake().await?;
+    ensure!(
+        slashed.staked.is_zero() && slashed.locked == assigned_g.collateral,
+        "the whole stake is gone, the open job's collateral still counted: {slashed:?}"
+    );
+
+    chain.advance(1_801).await?;
+    let (expired, _) = chain.requester.market.expire(g, job_g, assigned_g).await?;
+    ensure!(expired.compensation.is_zero() && expired.toRewardPool.is_zero());
+    wait_caught_up(store, chain, Duration::from_secs(30)).await?;
+    let settled = same_stake().await?;
+    ensure!(settled.locked.is_zero() && settled.staked.is_zero());
+    let row = store
+        .get::<JobRow>(chain_id, &u64::try_from(g)?)
+        .await?
+        .ok_or_else(|| eyre::eyre!("job g"))?;
+    ensure!(
+        row.status == JobStatus::Expired
+            && row.collateral_seized == Some(U256::ZERO)
+            && row.compensation == Some(U256::ZERO),
+        "{row:?}"
+    );
     Ok(())
 }
 
