@@ -11,10 +11,11 @@ import {vmExtra} from "./VmExtra.sol";
 /// Each handler action counts its successes (`calls["x.ok"]`, and all of them in `calls["any.ok"]`) and
 /// the error paths that matter. `afterInvariant` asserts two floors per counter: one for the run that just
 /// ended (a run is only `depth` calls spread over a dozen actions, so only the total of successes is
-/// floored there), and one over a window of `WINDOW` runs, for every path. Forge reverts every run to the
-/// post-setUp snapshot, so the window totals live in the process environment (`vm.setEnv`), the one state
-/// that survives it; the runs of all the suite's campaigns add up in the same windows (the environment is
-/// read and written under Rust's lock; a lost update under contention only lowers a total).
+/// floored there), and one for every `WINDOW` runs so far, for every path: after R runs a counter must have
+/// reached `perWindow × ⌊R / WINDOW⌋`. Forge reverts every run to the post-setUp snapshot, so the running
+/// totals live in the process environment (`vm.setEnv`), the one state that survives it; the runs of all
+/// the suite's campaigns (parallel threads) add up in the same totals. They only grow: the environment is
+/// read and written under Rust's lock, and a lost update under contention only lowers a total a little.
 ///
 /// A sequence shorter than `MIN_STEPS` calls is a shrinker's replay of a failure, not a run: it neither
 /// counts nor is checked, so coverage never hijacks the shrinking of a real failure.
@@ -38,23 +39,20 @@ abstract contract Coverage {
         string memory prefix = string.concat("INFERA_COVERAGE_", suite, "_");
         string memory runsKey = string.concat(prefix, "RUNS");
         uint256 runs = vmExtra.envOr(runsKey, uint256(0)) + 1;
-        bool windowDone = runs >= WINDOW;
+        vmExtra.setEnv(runsKey, vm.toString(runs));
+        uint256 windows = runs / WINDOW;
         for (uint256 i = 0; i < floors.length; ++i) {
             Floor memory floor = floors[i];
             uint256 count = _counter(floor.name);
             vm.assertGe(count, floor.perRun, string.concat("coverage of one run: ", floor.name));
             string memory key = string.concat(prefix, floor.name);
             uint256 total = vmExtra.envOr(key, uint256(0)) + count;
-            if (windowDone) {
-                vm.assertGe(
-                    total,
-                    floor.perWindow,
-                    string.concat("coverage of ", vm.toString(WINDOW), " runs: ", floor.name)
-                );
-                total = 0;
-            }
             vmExtra.setEnv(key, vm.toString(total));
+            vm.assertGe(
+                total,
+                floor.perWindow * windows,
+                string.concat("coverage of ", vm.toString(runs), " runs: ", floor.name)
+            );
         }
-        vmExtra.setEnv(runsKey, vm.toString(windowDone ? 0 : runs));
     }
 }

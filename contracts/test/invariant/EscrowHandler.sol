@@ -254,7 +254,7 @@ contract EscrowHandler {
             earlierJobsHorizon: START,
             terms: IModelRegistry.ModelTerms({
                 active: true,
-                samplerVersion: 1,
+                samplerVersion: 2, // so that governance can try to lower it to a valid-looking 1
                 maxContext: 8192,
                 auditRatePpm: 50_000,
                 minExecutorStake: 1e6,
@@ -425,10 +425,45 @@ contract EscrowHandler {
         return (_jobs[i].job.rulesVersion, _jobs[i].rules);
     }
 
-    /// @notice Whether job `i` was accepted after its executor's last slash that reached locked stake.
-    function acceptedAfterLockedSlash(uint256 i) external view returns (bool) {
-        Tracked storage t = _jobs[i];
-        return t.acceptSeq > _stake[t.assignment.executor].lockedSlashSeq;
+    /// @notice Escrow of the jobs the escrow contract reports open (Posted, Accepted, Submitted, Disputed).
+    function openEscrowByContract() external view returns (uint256 open) {
+        for (uint256 i = 0; i < _jobs.length; ++i) {
+            if (_isOpen(escrow.jobStatus(_jobs[i].id))) open += _jobs[i].job.escrow;
+        }
+    }
+
+    /// @notice The first job whose status in the escrow differs from the model's, or that was paid,
+    /// refunded, slashed or settled twice: (index + 1, what), or (0, "") if none.
+    function settlementMismatch() external view returns (uint256, string memory) {
+        for (uint256 i = 0; i < _jobs.length; ++i) {
+            Tracked storage t = _jobs[i];
+            if (escrow.jobStatus(t.id) != t.status) return (i + 1, "status != model");
+            if (t.paid > 1) return (i + 1, "job paid twice");
+            if (t.refunded > 1) return (i + 1, "job refunded twice");
+            if (t.slashed > 1) return (i + 1, "job slashed twice");
+            if (t.settled > 1) return (i + 1, "job settled twice");
+        }
+        return (0, "");
+    }
+
+    /// @notice Collateral of the executor's accepted, submitted and disputed jobs (the model's statuses,
+    /// which `settlementMismatch` holds to the contract's), and the part of it from jobs accepted after the
+    /// executor's last slash into the stake behind its jobs.
+    function openCollateral(address executor) external view returns (uint256 open, uint256 later) {
+        uint256 lastSlash = _stake[executor].lockedSlashSeq;
+        for (uint256 i = 0; i < _jobs.length; ++i) {
+            Tracked storage t = _jobs[i];
+            IJobEscrow.JobStatus status = t.status;
+            if (
+                t.assignment.executor == executor
+                    && (status == IJobEscrow.JobStatus.Accepted
+                        || status == IJobEscrow.JobStatus.Submitted
+                        || status == IJobEscrow.JobStatus.Disputed)
+            ) {
+                open += t.assignment.collateral;
+                if (t.acceptSeq > lastSlash) later += t.assignment.collateral;
+            }
+        }
     }
 
     function stakeModel(address executor) external view returns (StakeModel memory) {
@@ -889,6 +924,12 @@ contract EscrowHandler {
             t.job = job;
             t.status = IJobEscrow.JobStatus.Posted;
             t.rules = IModelRegistry.Rules(_market.terms.auditRatePpm, _market.thresholds);
+            if (
+                keccak256(abi.encode(registry.rulesAt(modelId, job.rulesVersion)))
+                    != keccak256(abi.encode(t.rules))
+            ) {
+                _violation("a posted job's rules version does not give the rules in force");
+            }
             ghostOpenEscrow += cost;
             ghostHorizon =
                 _max(ghostHorizon, uint256(spec.deadline) + job.challengeWindow + job.disputeWindow);
@@ -1518,6 +1559,11 @@ contract EscrowHandler {
             ok = _freeze(t);
         }
         return ok ? i : NONE;
+    }
+
+    function _isOpen(IJobEscrow.JobStatus status) internal pure returns (bool) {
+        return status == IJobEscrow.JobStatus.Posted || status == IJobEscrow.JobStatus.Accepted
+            || status == IJobEscrow.JobStatus.Submitted || status == IJobEscrow.JobStatus.Disputed;
     }
 
     function _anyActor(uint256 seed) internal view returns (address) {

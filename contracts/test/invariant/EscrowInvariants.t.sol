@@ -64,12 +64,7 @@ contract EscrowInvariants is Coverage {
     /// contracts, and each of them equals the model; staking balance = Σ staked + unbonding.
     function invariant_escrowSolvency() public view {
         JobEscrow escrow = handler.escrow();
-        uint256 open;
-        uint256 n = handler.jobCount();
-        for (uint256 i = 0; i < n; ++i) {
-            (uint256 id,, uint256 amount,,,,,,) = handler.jobAt(i);
-            if (_isOpen(escrow.jobStatus(id))) open += amount;
-        }
+        uint256 open = handler.openEscrowByContract();
         uint256 credits;
         uint256 lockedCredits;
         address[] memory list = handler.accounts();
@@ -95,15 +90,15 @@ contract EscrowInvariants is Coverage {
         _assertStakingBalance();
     }
 
-    /// @notice Every executor's staked, locked and unbonding stake and reputation counters equal the model
-    /// (which follows slashes into the stake behind open jobs, the deficit they leave and the seizures that
-    /// absorb it exactly); locked is exactly the collateral of the executor's open jobs, and the collateral
-    /// of jobs accepted after the executor's last such slash stays locked and staked in full.
+    /// @notice Every executor's staked, locked, free and unbonding stake and reputation counters equal the
+    /// model (which follows slashes into the stake behind open jobs, the deficit they leave and the
+    /// seizures that absorb it exactly); locked is exactly the collateral of the executor's open jobs, and
+    /// the collateral of jobs accepted after the executor's last such slash stays locked and staked in full.
     function invariant_stakeMatchesModel() public view {
         for (uint256 e = 0; e < handler.N(); ++e) {
             address executor = handler.executors(e);
             _assertStakeModel(executor);
-            (uint256 openCollateral, uint256 laterCollateral) = _openCollateral(executor);
+            (uint256 openCollateral, uint256 laterCollateral) = handler.openCollateral(executor);
             IStaking.StakeInfo memory info = handler.staking().stakeOf(executor, IStaking.Role.Executor);
             vm.assertEq(info.locked, openCollateral, "locked != collateral of open jobs");
             // A slash into the stake behind open jobs may leave those jobs short, never a job taken later:
@@ -126,22 +121,8 @@ contract EscrowInvariants is Coverage {
     /// @notice No job is paid, refunded or slashed twice; a terminal status never changes; the contract's
     /// status always matches the status the model expects.
     function invariant_noDoubleSettlement() public view {
-        uint256 n = handler.jobCount();
-        for (uint256 i = 0; i < n; ++i) {
-            (
-                uint256 id,
-                IJobEscrow.JobStatus status,,,,
-                uint8 paid,
-                uint8 refunded,
-                uint8 slashed,
-                uint8 settled
-            ) = handler.jobAt(i);
-            vm.assertLe(paid, 1, "job paid twice");
-            vm.assertLe(refunded, 1, "job refunded twice");
-            vm.assertLe(slashed, 1, "job slashed twice");
-            vm.assertLe(settled, 1, "job settled twice");
-            vm.assertEq(uint256(handler.escrow().jobStatus(id)), uint256(status), "status != model");
-        }
+        (uint256 job, string memory what) = handler.settlementMismatch();
+        vm.assertEq(job, 0, what);
     }
 
     // ---------------------------------------------------------------- self-dealing
@@ -198,6 +179,8 @@ contract EscrowInvariants is Coverage {
         vm.assertEq(
             keccak256(abi.encode(registry.terms(modelId))), keccak256(abi.encode(m.terms)), "terms != model"
         );
+        // Every version keeps its rules (each posted job was checked, when posted, to name the version in
+        // force; `afterInvariant` checks them all again).
         for (uint32 v = 1; v <= m.terms.rulesVersion; ++v) {
             vm.assertEq(
                 keccak256(abi.encode(registry.rulesAt(modelId, v))),
@@ -205,6 +188,12 @@ contract EscrowInvariants is Coverage {
                 "rules of a version changed"
             );
         }
+    }
+
+    /// @notice Every posted job's rules version still gives the rules in force when it was posted.
+    function _assertJobsKeepTheirRules() internal view {
+        IModelRegistry registry = handler.registry();
+        bytes32 modelId = handler.modelId();
         uint256 n = handler.jobCount();
         for (uint256 i = 0; i < n; ++i) {
             (uint32 version, IModelRegistry.Rules memory rules) = handler.jobRules(i);
@@ -260,6 +249,7 @@ contract EscrowInvariants is Coverage {
         invariant_noDoubleSettlement();
         invariant_ownerStakeNeverOutrunsUnbonding();
         invariant_governanceBounds();
+        _assertJobsKeepTheirRules();
         invariant_everyCallAsModelled();
     }
 
@@ -347,20 +337,6 @@ contract EscrowInvariants is Coverage {
         vm.assertEq(
             staking.executorProfile(executor).disputesLost, model.disputesLost, "disputes lost != model"
         );
-    }
-
-    /// @return open Collateral of the executor's accepted, submitted and disputed jobs.
-    /// @return later The part of it from jobs accepted after the executor's last slash of locked stake.
-    function _openCollateral(address executor) internal view returns (uint256 open, uint256 later) {
-        uint256 n = handler.jobCount();
-        for (uint256 i = 0; i < n; ++i) {
-            (uint256 id,,, address bound_, uint256 collateral,,,,) = handler.jobAt(i);
-            IJobEscrow.JobStatus status = handler.escrow().jobStatus(id);
-            if (bound_ == executor && _isOpen(status) && status != IJobEscrow.JobStatus.Posted) {
-                open += collateral;
-                if (handler.acceptedAfterLockedSlash(i)) later += collateral;
-            }
-        }
     }
 
     function _free(EscrowHandler.StakeModel memory m) internal pure returns (uint256) {

@@ -175,7 +175,7 @@ contract GovernanceHandler {
         uint256 sampler = (r >> 3) % 16;
         next.samplerVersion = sampler < 2
             ? current.samplerVersion - 1
-            : sampler == 2 ? 0 : current.samplerVersion + (sampler == 3 ? 1 : 0);
+            : sampler == 2 ? 0 : current.samplerVersion + (sampler < 6 ? 1 : 0);
         uint256 context = (r >> 7) % 16;
         next.maxContext = uint32(
             context == 0

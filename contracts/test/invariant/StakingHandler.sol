@@ -144,10 +144,17 @@ contract StakingHandler {
         return (l.executor, l.amount, l.open);
     }
 
-    /// @notice Whether lock `i` was taken after its executor's last slash that reached locked stake.
-    function lockedAfterLockedSlash(uint256 i) external view returns (bool) {
-        Lock storage l = _locks[i];
-        return l.seq > _model[l.executor][IStaking.Role.Executor].lockedSlashSeq;
+    /// @notice The executor's open locks, and the part of them taken after its last slash into the stake
+    /// behind its locks.
+    function openLocks(address executor) external view returns (uint256 open, uint256 later) {
+        uint256 lastSlash = _model[executor][IStaking.Role.Executor].lockedSlashSeq;
+        for (uint256 j = 0; j < _locks.length; ++j) {
+            Lock storage l = _locks[j];
+            if (l.open && l.executor == executor) {
+                open += l.amount;
+                if (l.seq > lastSlash) later += l.amount;
+            }
+        }
     }
 
     function model(address who, IStaking.Role role) external view returns (StakeModel memory) {

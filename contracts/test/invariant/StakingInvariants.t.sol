@@ -95,7 +95,7 @@ contract StakingInvariants is Coverage {
                 handler.disputesLost(actors[i]),
                 "disputes lost"
             );
-            (uint256 open, uint256 later) = _openLocks(actors[i]);
+            (uint256 open, uint256 later) = handler.openLocks(actors[i]);
             IStaking.StakeInfo memory exec = staking.stakeOf(actors[i], IStaking.Role.Executor);
             vm.assertEq(exec.locked, open, "locked != open collateral");
             // A slash into the stake behind open locks may leave them short, never a lock taken later.
@@ -154,16 +154,5 @@ contract StakingInvariants is Coverage {
 
     function _counter(string memory name) internal view override returns (uint256) {
         return handler.calls(bytes32(bytes(name)));
-    }
-
-    function _openLocks(address executor) internal view returns (uint256 open, uint256 later) {
-        uint256 n = handler.lockCount();
-        for (uint256 j = 0; j < n; ++j) {
-            (address who, uint256 amount, bool isOpen) = handler.lockAt(j);
-            if (isOpen && who == executor) {
-                open += amount;
-                if (handler.lockedAfterLockedSlash(j)) later += amount;
-            }
-        }
     }
 }
