@@ -21,7 +21,6 @@ import {Coverage} from "./Coverage.sol";
 /// rules allow must succeed with exactly the modelled effects, one they forbid must revert
 /// (`invariant_everyCallAsModelled`). `afterInvariant` ends every job, drains every balance, and asserts
 /// that the run covered the protocol (`Coverage`).
-///
 contract EscrowInvariants is Coverage {
     EscrowHandler internal handler;
     GovernanceHandler internal governance;

@@ -135,15 +135,6 @@ contract StakingHandler {
         }
     }
 
-    function lockCount() external view returns (uint256) {
-        return _locks.length;
-    }
-
-    function lockAt(uint256 i) external view returns (address executor, uint256 amount, bool open) {
-        Lock storage l = _locks[i];
-        return (l.executor, l.amount, l.open);
-    }
-
     /// @notice The executor's open locks, and the part of them taken after its last slash into the stake
     /// behind its locks.
     function openLocks(address executor) external view returns (uint256 open, uint256 later) {
