@@ -5,10 +5,12 @@
 //! - [`market`]: a typed client of the job market, one method per lifecycle step;
 //! - [`keys`]: loading an operator's signing key without ever printing it;
 //! - [`devnet`]: a local anvil chain with the protocol deployed;
-//! - [`config`]: one TOML file plus environment overrides, for every service.
+//! - [`config`]: one TOML file plus environment overrides, for every service;
+//! - [`redact`]: credentials out of the URLs that services log or print.
 
 pub mod config;
 pub mod deploy;
 pub mod devnet;
 pub mod keys;
 pub mod market;
+pub mod redact;
