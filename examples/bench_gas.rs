@@ -23,7 +23,8 @@ use infera::{
     devnet::{self, DevnetConfig},
     market::JobMarket,
 };
-use infera_protocol::{FinishReason, SamplingParams, bindings::IJobEscrow, pack_tokens};
+use infera_chain::bindings::IJobEscrow;
+use infera_protocol::{FinishReason, SamplingParams, pack_tokens};
 
 /// One salt for every job: any 32 bytes do, and a fixed one keeps the calldata gas of the post the
 /// same from run to run (a zero byte costs 4 gas, another 16).

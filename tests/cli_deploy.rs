@@ -9,8 +9,8 @@ use alloy::{
 };
 use eyre::{Result, ensure, eyre};
 use infera::{
+    chain::bindings::{JobEscrow, ModelRegistry, Staking},
     devnet::anvil_path,
-    protocol::bindings::{JobEscrow, ModelRegistry, Staking},
 };
 use serde::Deserialize;
 

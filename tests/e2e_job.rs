@@ -16,10 +16,9 @@ use infera::{
     devnet::{self, Devnet, DevnetConfig},
     market::{EXECUTOR_ROLE, JobMarket, new_salt},
 };
+use infera_chain::bindings::{ExampleConsumer, IJobEscrow, JobEscrow, example_consumer};
 use infera_protocol::{
-    CommitmentInput, FinishReason, Transcript,
-    bindings::{ExampleConsumer, IJobEscrow, JobEscrow, example_consumer},
-    pack_tokens, tokens_hash, unpack_tokens,
+    CommitmentInput, FinishReason, Transcript, pack_tokens, tokens_hash, unpack_tokens,
 };
 
 const STAKE: u64 = 1_000_000_000; // 1,000 tokens (6 decimals)
@@ -277,7 +276,8 @@ async fn job_lifecycle_pays_exactly_and_commitment_matches() -> Result<()> {
     .commitment();
     ensure!(settlement.commitment == recomputed, "commitment mismatch");
     ensure!(
-        CommitmentInput::of_result(&job, &assignment, &result)?.commitment() == recomputed,
+        infera_chain::bindings::commitment_input(&job, &assignment, &result)?.commitment()
+            == recomputed,
         "commitment of the submitted result"
     );
     // payment = (300 × 100,000 + 200 × 400,000) / 1e6 = 30 + 80 = 110

@@ -1,15 +1,12 @@
 //! Deploying and wiring the Infera contracts through the generated bindings.
 
+use crate::bindings::{IModelRegistry, JobEscrow, MockSettlementToken, ModelRegistry, Staking};
 use alloy::{
     primitives::{Address, B256, U256, aliases::U96},
     providers::Provider,
     rpc::types::TransactionReceipt,
 };
-use infera_protocol::{
-    bindings::{IModelRegistry, JobEscrow, MockSettlementToken, ModelRegistry, Staking},
-    models::DEFAULT_MODEL,
-    sampler::SAMPLER_VERSION,
-};
+use infera_protocol::{models::DEFAULT_MODEL, sampler::SAMPLER_VERSION};
 use serde::{Deserialize, Serialize};
 
 /// Errors of a transaction to the Infera contracts (deployment and every lifecycle step).

@@ -3,13 +3,13 @@
 
 use std::{future::Future, path::PathBuf};
 
+use crate::bindings::MockSettlementToken;
 use alloy::{
     node_bindings::{Anvil, AnvilInstance, NodeError},
     primitives::{Address, B256, U256},
     providers::{Provider, ProviderBuilder},
     signers::local::PrivateKeySigner,
 };
-use infera_protocol::bindings::MockSettlementToken;
 use serde::Serialize;
 
 use crate::deploy::{self, ChainError, Deployment, MarketParams};

@@ -2,6 +2,7 @@
 //! insisting it succeeded and returning what the step's event carries (the terms the next step
 //! needs) together with the receipt.
 
+use crate::bindings::{IJobEscrow, JobEscrow, MockSettlementToken, Staking};
 use alloy::{
     primitives::{Address, B256, Bytes, U256, keccak256},
     providers::Provider,
@@ -9,7 +10,6 @@ use alloy::{
     signers::local::PrivateKeySigner,
     sol_types::SolEvent,
 };
-use infera_protocol::bindings::{IJobEscrow, JobEscrow, MockSettlementToken, Staking};
 
 use crate::deploy::{ChainError, Deployment, ensure_success};
 

@@ -161,7 +161,7 @@ async fn main() -> Result<()> {
     let mut lags = Vec::new();
     for i in 0..samples {
         provider.anvil_set_auto_mine(false).await?;
-        let escrow = infera_protocol::bindings::JobEscrow::new(
+        let escrow = infera_chain::bindings::JobEscrow::new(
             chain.devnet.deployment.job_escrow,
             chain.requester.provider.clone(),
         );

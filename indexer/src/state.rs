@@ -12,7 +12,7 @@ use alloy::{
     rpc::types::Log,
     sol_types::SolEventInterface,
 };
-use infera_protocol::bindings::{
+use infera_chain::bindings::{
     JobEscrow::JobEscrowEvents, ModelRegistry::ModelRegistryEvents, Staking::StakingEvents,
 };
 use sqlx::AnyConnection;

@@ -124,7 +124,7 @@ async fn killed_and_restarted(chain: &mut Chain, db: &Db, reference_db: &Db) -> 
         .iter()
         .filter(|l| {
             l.topic0()
-                == Some(&<infera_protocol::bindings::JobEscrow::JobPosted as alloy::sol_types::SolEvent>::SIGNATURE_HASH)
+                == Some(&<infera_chain::bindings::JobEscrow::JobPosted as alloy::sol_types::SolEvent>::SIGNATURE_HASH)
         })
         .count();
     ensure!(store.all::<JobRow>(chain_id).await?.len() == posted);

