@@ -18,12 +18,12 @@ use alloy::{
     rpc::types::TransactionReceipt,
 };
 use eyre::{Result, eyre};
-use infera::{
+use infera_chain::{
+    bindings::IJobEscrow,
     deploy::MarketParams,
     devnet::{self, DevnetConfig},
     market::JobMarket,
 };
-use infera_chain::bindings::IJobEscrow;
 use infera_protocol::{FinishReason, SamplingParams, pack_tokens};
 
 /// One salt for every job: any 32 bytes do, and a fixed one keeps the calldata gas of the post the
