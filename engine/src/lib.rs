@@ -9,11 +9,19 @@
 //!   reproducible (DESIGN.md §4);
 //! - streams tokens as they are produced, stops when the [`Generation`] is dropped, and serves
 //!   several requests at once (mistral.rs batches them) behind a bounded queue that answers
-//!   [`EngineError::Busy`] when full.
+//!   [`EngineError::Busy`] when full; places in it can be reserved ahead ([`Reservation`]) for
+//!   requests that must not be crowded out.
 
 mod generation;
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::{
+    path::PathBuf,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
 use alloy::primitives::B256;
 use infera_protocol::{
@@ -24,7 +32,7 @@ use mistralrs::{
     GgufModelBuilder, Model, TextMessageRole, TextMessages,
     core::{DeviceMapSetting, TokenSource},
 };
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub use generation::{Event, Generation, greedy_completion};
 pub use infera_models::ModelError;
@@ -157,10 +165,28 @@ impl Timings {
     }
 }
 
+/// A place in the engine held for a request that must run (an on-chain job already accepted):
+/// requests without one ([`Engine::generate`]) can only take the places nobody reserved, so they
+/// cannot crowd it out. Use it with [`Engine::generate_reserved`]; dropping it gives the place back.
+#[derive(Debug)]
+pub struct Reservation {
+    /// Always `Some` until the reservation is used.
+    permit: Option<OwnedSemaphorePermit>,
+    reserved: Arc<AtomicUsize>,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        // Used or given back, it no longer counts as reserved.
+        self.reserved.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// A loaded model, shareable across tasks (clone the `Arc`).
 pub struct Engine {
     model: Model,
     permits: Arc<Semaphore>,
+    reserved: Arc<AtomicUsize>,
     capacity: usize,
     context: Option<usize>,
     model_path: PathBuf,
@@ -227,6 +253,7 @@ impl Engine {
         Ok(Self {
             model,
             permits: Arc::new(Semaphore::new(capacity)),
+            reserved: Arc::new(AtomicUsize::new(0)),
             capacity,
             context,
             model_path: path,
@@ -243,9 +270,60 @@ impl Engine {
         self.context
     }
 
-    /// Requests running or queued now.
+    /// Places taken now: requests running or queued, and reservations not used yet.
     pub fn in_flight(&self) -> usize {
         self.capacity - self.permits.available_permits()
+    }
+
+    /// Reservations held and not used yet (part of [`Engine::in_flight`]).
+    pub fn reserved(&self) -> usize {
+        self.reserved.load(Ordering::Relaxed)
+    }
+
+    /// Reserves a place if one is free now.
+    ///
+    /// # Errors
+    /// [`EngineError::Busy`] when every place is taken or reserved.
+    pub fn try_reserve(&self) -> Result<Reservation, EngineError> {
+        let permit =
+            Arc::clone(&self.permits)
+                .try_acquire_owned()
+                .map_err(|_| EngineError::Busy {
+                    capacity: self.capacity,
+                })?;
+        Ok(self.reservation(permit))
+    }
+
+    /// Reserves the next place that frees up, waiting for it: places are handed out in the order
+    /// they were asked for, so a request without a reservation cannot take it first.
+    ///
+    /// # Errors
+    /// [`EngineError::Generate`] when the engine has stopped.
+    pub async fn reserve(&self) -> Result<Reservation, EngineError> {
+        let permit = Arc::clone(&self.permits)
+            .acquire_owned()
+            .await
+            .map_err(|_| EngineError::Generate("the engine has stopped".into()))?;
+        Ok(self.reservation(permit))
+    }
+
+    fn reservation(&self, permit: OwnedSemaphorePermit) -> Reservation {
+        self.reserved.fetch_add(1, Ordering::Relaxed);
+        Reservation {
+            permit: Some(permit),
+            reserved: Arc::clone(&self.reserved),
+        }
+    }
+
+    /// Checks that the engine answers: a round trip through mistral.rs's request loop (a
+    /// one-token detokenisation). Returns how long it took.
+    ///
+    /// # Errors
+    /// [`EngineError::Tokenize`] when the engine does not answer (its loop has stopped).
+    pub async fn probe(&self) -> Result<Duration, EngineError> {
+        let started = Instant::now();
+        self.detokenize(&[0]).await?;
+        Ok(started.elapsed())
     }
 
     /// Running plus queued requests the engine accepts before answering busy.
@@ -290,6 +368,52 @@ impl Engine {
     /// [`EngineError::Busy`] when the queue is full, [`EngineError::ContextExceeded`] when the
     /// request cannot fit, [`EngineError::InvalidRequest`] for an empty prompt or budget.
     pub async fn generate(&self, request: GenerateRequest) -> Result<Generation, EngineError> {
+        self.check(&request)?;
+        let permit =
+            Arc::clone(&self.permits)
+                .try_acquire_owned()
+                .map_err(|_| EngineError::Busy {
+                    capacity: self.capacity,
+                })?;
+        generation::start(self, request, permit).await
+    }
+
+    /// [`Engine::generate`] in a place reserved before ([`Engine::try_reserve`],
+    /// [`Engine::reserve`]): never busy. The reservation is used up, whatever the outcome.
+    ///
+    /// # Errors
+    /// As [`Engine::generate`], busy excepted.
+    pub async fn generate_reserved(
+        &self,
+        request: GenerateRequest,
+        mut reservation: Reservation,
+    ) -> Result<Generation, EngineError> {
+        self.check(&request)?;
+        let permit = reservation
+            .permit
+            .take()
+            .ok_or_else(|| EngineError::Generate("reservation already used".into()))?;
+        drop(reservation);
+        generation::start(self, request, permit).await
+    }
+
+    /// [`Engine::generate_reserved`] to the end.
+    ///
+    /// # Errors
+    /// As [`Engine::generate_reserved`], and [`EngineError::Generate`] when generation fails.
+    pub async fn generate_all_reserved(
+        &self,
+        request: GenerateRequest,
+        reservation: Reservation,
+    ) -> Result<Output, EngineError> {
+        self.generate_reserved(request, reservation)
+            .await?
+            .finish()
+            .await
+    }
+
+    /// Refuses requests that cannot run.
+    fn check(&self, request: &GenerateRequest) -> Result<(), EngineError> {
         if request.prompt_ids.is_empty() {
             return Err(EngineError::InvalidRequest("empty prompt"));
         }
@@ -305,13 +429,7 @@ impl Engine {
                 context,
             });
         }
-        let permit =
-            Arc::clone(&self.permits)
-                .try_acquire_owned()
-                .map_err(|_| EngineError::Busy {
-                    capacity: self.capacity,
-                })?;
-        generation::start(self, request, permit).await
+        Ok(())
     }
 
     /// Generates to the end and returns the output.

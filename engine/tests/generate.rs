@@ -171,6 +171,59 @@ async fn a_full_queue_answers_busy_and_stops_end_with_eos() -> Result<()> {
     Ok(())
 }
 
+/// A reserved place is the reserver's: plain requests are busy while it is held, the reserver
+/// generates in it, and a reservation waiting for a place gets the next one that frees up ahead
+/// of any plain request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reserved_places_cannot_be_taken_by_other_requests() -> Result<()> {
+    use std::{future::Future, task::Poll};
+
+    let engine = load(2, 0).await?;
+    let request = GenerateRequest {
+        prompt_ids: engine.render(&Prompt::user("Say OK.")).await?,
+        max_tokens: 16,
+        sampler: Sampler::new(SamplingParams::GREEDY, B256::ZERO),
+    };
+    let reservation = engine.try_reserve()?;
+    ensure!(engine.reserved() == 1 && engine.in_flight() == 1);
+    let running = engine.generate(request.clone()).await?;
+    // Full: one place running, one reserved.
+    ensure!(matches!(
+        engine.generate(request.clone()).await,
+        Err(EngineError::Busy { capacity: 2 })
+    ));
+    ensure!(matches!(
+        engine.try_reserve(),
+        Err(EngineError::Busy { .. })
+    ));
+    // A reservation asked for now waits, first in line.
+    let mut waiting = std::pin::pin!(engine.reserve());
+    let polled = std::future::poll_fn(|cx| Poll::Ready(waiting.as_mut().poll(cx))).await;
+    ensure!(polled.is_pending(), "no place was free");
+    // The reserved place generates.
+    let reserved = engine
+        .generate_all_reserved(request.clone(), reservation)
+        .await?;
+    ensure!(!reserved.output_ids.is_empty());
+    ensure!(engine.reserved() == 0);
+    running.finish().await?;
+    // Both places freed: the waiting reservation took one, a plain request takes the other and
+    // no more.
+    let next = waiting.await?;
+    ensure!(engine.reserved() == 1 && engine.in_flight() == 1);
+    let plain = engine.generate(request.clone()).await?;
+    ensure!(matches!(
+        engine.generate(request.clone()).await,
+        Err(EngineError::Busy { .. })
+    ));
+    drop(plain);
+    drop(next);
+    ensure!(engine.reserved() == 0);
+    // The engine answers its probe.
+    engine.probe().await?;
+    Ok(())
+}
+
 async fn engine_request(engine: &Engine) -> Result<GenerateRequest> {
     Ok(GenerateRequest {
         prompt_ids: engine.render(&Prompt::user("Hi")).await?,

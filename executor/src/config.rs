@@ -14,8 +14,9 @@ pub const ENV_PREFIX: &str = "INFERA_EXECUTOR_";
 
 pub use infera_chain::config::ConfigError;
 
-/// Everything the executor needs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Everything the executor needs. Its `Debug` form shows the RPC URL and the endpoint with their
+/// credentials masked ([`infera_chain::redact::redact_url`]).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ExecutorConfig {
     /// The chain's JSON-RPC endpoint.
@@ -77,6 +78,22 @@ impl ModelConfig {
     /// The registry id.
     pub fn id(&self) -> B256 {
         keccak256(&self.name)
+    }
+}
+
+impl std::fmt::Debug for ExecutorConfig {
+    /// Every field, the URLs redacted: an RPC URL often carries an API key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut shown = self.clone();
+        shown.rpc_url = infera_chain::redact::redact_url(&self.rpc_url);
+        shown.endpoint = self
+            .endpoint
+            .as_deref()
+            .map(infera_chain::redact::redact_url);
+        match serde_json::to_string(&shown) {
+            Ok(fields) => write!(f, "ExecutorConfig {fields}"),
+            Err(_) => f.write_str("ExecutorConfig { .. }"),
+        }
     }
 }
 
@@ -179,6 +196,23 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect()
+    }
+
+    /// A configuration in a log line or an error report keeps the RPC URL's credentials out.
+    #[test]
+    fn debug_masks_the_urls_credentials() {
+        let config = ExecutorConfig {
+            rpc_url: "https://user:hunter2@mainnet.infura.io/v3/0123456789abcdef0123456789abcdef"
+                .into(),
+            endpoint: Some("https://executor.example/?token=s3cr3t".into()),
+            ..ExecutorConfig::default()
+        };
+        let shown = format!("{config:?}");
+        for secret in ["hunter2", "0123456789abcdef0123456789abcdef", "s3cr3t"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(shown.contains("mainnet.infura.io/v3/"), "{shown}");
+        assert!(shown.contains("max_jobs"), "{shown}");
     }
 
     #[test]

@@ -14,15 +14,31 @@
 //! (`{"index", "id", "text", "logprob"}`) ending with one `receipt` event (the signed receipt,
 //! the commitment, the token ids and the text) or one `error` event. Refusals before any token are
 //! plain HTTP errors with an OpenAI-style body. Dropping the connection cancels generation.
+//! Gateway requests only take engine places nobody reserved: on-chain jobs the executor accepted
+//! hold theirs (see `infera_engine::Reservation`), and a request that finds no free place gets
+//! `503` (`overloaded_error`).
+//!
+//! `GET /health` answers `200` when the chain's node answers and every engine responds, `503`
+//! otherwise, with what failed:
+//! ```json
+//! {"status": "ok", "executor": "0x…", "chain_id": 31337,
+//!  "chain": {"ok": true, "block": 42, "latency_ms": 1, "next_block": 43, "scan_lag_blocks": 0},
+//!  "engine": {"ok": true, "models": [{"model_id": "0x…", "ok": true, "latency_ms": 2,
+//!             "in_flight": 1, "reserved": 0, "capacity": 4, …}]},
+//!  "models": […], "jobs": {"finalized": 1, …}}
+//! ```
+//! `GET /metrics` renders Prometheus text; the gauges of [`crate::telemetry`] are refreshed first.
 
 use std::{
     collections::{HashMap, HashSet},
     convert::Infallible,
     sync::Arc,
+    time::{Duration, Instant},
 };
 
 use alloy::{
     primitives::{Address, B256, Bytes, Signature, U256},
+    providers::{DynProvider, Provider},
     signers::{SignerSync, local::PrivateKeySigner},
     sol_types::Eip712Domain,
 };
@@ -36,7 +52,8 @@ use axum::{
     },
     routing::{get, post},
 };
-use futures::Stream;
+use futures::{Stream, future::BoxFuture};
+use infera_chain::redact::redact_text;
 use infera_engine::{EngineError, Event, GenerateRequest, Output};
 use infera_protocol::{
     CommitmentInput, SAMPLER_VERSION, Sampler, Transcript,
@@ -46,13 +63,19 @@ use infera_protocol::{
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::{jobs::Served, store::Store};
+use crate::{jobs::Served, store::Store, telemetry};
 
 /// Largest request body accepted.
 const MAX_BODY: usize = 2 << 20;
 
+/// How long `/health` and `/metrics` wait for the node or an engine before calling it down.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Counts the transactions sent and not final yet (the transaction manager's); `None` when it
+/// cannot tell now.
+pub type PendingCount = Arc<dyn Fn() -> BoxFuture<'static, Option<u64>> + Send + Sync>;
+
 /// What the HTTP handlers share.
-#[derive(Debug)]
 pub struct HttpState {
     /// Models served.
     pub served: HashMap<B256, Served>,
@@ -68,6 +91,21 @@ pub struct HttpState {
     pub chain_id: u64,
     /// Renders /metrics.
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// The chain's node (for /health and the scan lag).
+    pub provider: DynProvider,
+    /// The pending transactions gauge's source; `None` leaves the gauge out.
+    pub pending_transactions: Option<PendingCount>,
+}
+
+impl std::fmt::Debug for HttpState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpState")
+            .field("served", &self.served)
+            .field("signer", &self.signer.address())
+            .field("gateways", &self.gateways)
+            .field("chain_id", &self.chain_id)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The router.
@@ -392,6 +430,7 @@ fn receipt_event(
         .map_err(|e| format!("signing the receipt failed: {e}"))?;
     metrics::counter!("infera_executor_output_tokens_total")
         .increment(output.output_ids.len() as u64);
+    telemetry::record_generation(&output, "gateway");
     Ok(ReceiptEvent {
         cost: receipt.cost(),
         receipt,
@@ -406,7 +445,90 @@ fn receipt_event(
     })
 }
 
+/// What `/health` found out about the chain.
+struct ChainHealth {
+    /// The head, when the node answered.
+    head: Option<u64>,
+    json: serde_json::Value,
+}
+
+/// Asks the node for its head; `next_block` is where the job loop scans from next.
+async fn chain_health(state: &HttpState) -> ChainHealth {
+    let started = Instant::now();
+    let answer = tokio::time::timeout(PROBE_TIMEOUT, state.provider.get_block_number()).await;
+    let latency_ms = started.elapsed().as_millis() as u64;
+    let next_block = state.store.next_block().await.ok().flatten();
+    match answer {
+        Ok(Ok(head)) => ChainHealth {
+            head: Some(head),
+            json: json!({
+                "ok": true,
+                "block": head,
+                "latency_ms": latency_ms,
+                "next_block": next_block,
+                "scan_lag_blocks": next_block.map(|next| scan_lag(head, next)),
+            }),
+        },
+        Ok(Err(error)) => ChainHealth {
+            head: None,
+            json: json!({
+                "ok": false,
+                // Transport errors quote the URL, which may carry an API key.
+                "error": redact_text(&error.to_string()),
+                "latency_ms": latency_ms,
+                "next_block": next_block,
+            }),
+        },
+        Err(_) => ChainHealth {
+            head: None,
+            json: json!({
+                "ok": false,
+                "error": format!("no answer within {} ms", PROBE_TIMEOUT.as_millis()),
+                "latency_ms": latency_ms,
+                "next_block": next_block,
+            }),
+        },
+    }
+}
+
+/// Blocks from `next_block` (the next one to scan) up to the head, the head included.
+fn scan_lag(head: u64, next_block: u64) -> u64 {
+    (head + 1).saturating_sub(next_block)
+}
+
+/// Whether every engine answers, and how loaded each is.
+async fn engine_health(state: &HttpState) -> (bool, Vec<serde_json::Value>) {
+    let mut ok = !state.served.is_empty();
+    let mut models = Vec::with_capacity(state.served.len());
+    for (id, served) in &state.served {
+        let engine = &served.engine;
+        let probe = tokio::time::timeout(PROBE_TIMEOUT, engine.probe()).await;
+        let mut model = json!({
+            "model_id": id,
+            "in_flight": engine.in_flight(),
+            "reserved": engine.reserved(),
+            "capacity": engine.capacity(),
+        });
+        let (model_ok, detail) = match probe {
+            Ok(Ok(latency)) => (true, json!({"latency_ms": latency.as_millis() as u64})),
+            Ok(Err(error)) => (false, json!({"error": error.to_string()})),
+            Err(_) => (
+                false,
+                json!({"error": format!("no answer within {} ms", PROBE_TIMEOUT.as_millis())}),
+            ),
+        };
+        ok &= model_ok;
+        if let (Some(model), Some(detail)) = (model.as_object_mut(), detail.as_object()) {
+            model.insert("ok".into(), json!(model_ok));
+            model.extend(detail.clone());
+        }
+        models.push(model);
+    }
+    (ok, models)
+}
+
 async fn health(State(state): State<Arc<HttpState>>) -> Response {
+    let (chain, (engine_ok, engines)) = tokio::join!(chain_health(&state), engine_health(&state));
     let jobs: serde_json::Map<String, serde_json::Value> = state
         .store
         .stage_counts()
@@ -428,23 +550,86 @@ async fn health(State(state): State<Arc<HttpState>>) -> Response {
             })
         })
         .collect();
-    Json(json!({
-        "status": "ok",
-        "executor": state.signer.address(),
-        "chain_id": state.chain_id,
-        "models": models,
-        "jobs": jobs,
-    }))
-    .into_response()
+    let ok = chain.head.is_some() && engine_ok;
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    if !ok {
+        tracing::warn!(
+            chain_ok = chain.head.is_some(),
+            engine_ok,
+            "health check failed"
+        );
+    }
+    (
+        status,
+        Json(json!({
+            "status": if ok { "ok" } else { "unavailable" },
+            "executor": state.signer.address(),
+            "chain_id": state.chain_id,
+            "chain": chain.json,
+            "engine": {"ok": engine_ok, "models": engines},
+            "models": models,
+            "jobs": jobs,
+        })),
+    )
+        .into_response()
+}
+
+/// Sets the gauges that are read rather than counted: the engines' queues and reservations, the
+/// pending transactions and the scan lag (left as they were when the node does not answer).
+async fn refresh_gauges(state: &HttpState) {
+    let (queue, reserved) = state
+        .served
+        .values()
+        .fold((0, 0), |(queue, reserved), served| {
+            let engine = &served.engine;
+            let held = engine.reserved();
+            (
+                queue + engine.in_flight().saturating_sub(held),
+                reserved + held,
+            )
+        });
+    metrics::gauge!(telemetry::ENGINE_QUEUE).set(queue as f64);
+    metrics::gauge!(telemetry::ENGINE_RESERVED).set(reserved as f64);
+    if let Some(pending) = &state.pending_transactions
+        && let Some(count) = pending().await
+    {
+        metrics::gauge!(telemetry::PENDING_TRANSACTIONS).set(count as f64);
+    }
+    let head = tokio::time::timeout(PROBE_TIMEOUT, state.provider.get_block_number()).await;
+    if let (Ok(Ok(head)), Ok(Some(next))) = (head, state.store.next_block().await) {
+        metrics::gauge!(telemetry::SCAN_LAG).set(scan_lag(head, next) as f64);
+    }
 }
 
 async fn metrics_text(State(state): State<Arc<HttpState>>) -> Response {
     match &state.metrics {
-        Some(handle) => (
-            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-            handle.render(),
-        )
-            .into_response(),
+        Some(handle) => {
+            refresh_gauges(&state).await;
+            (
+                [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                handle.render(),
+            )
+                .into_response()
+        }
         None => (StatusCode::NOT_FOUND, "metrics recorder not installed").into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::scan_lag;
+
+    #[test]
+    fn scan_lag_counts_the_blocks_not_scanned_yet() {
+        // Scanned up to the head: the next block to scan is the one after it.
+        assert_eq!(scan_lag(100, 101), 0);
+        assert_eq!(scan_lag(100, 100), 1);
+        assert_eq!(scan_lag(100, 91), 10);
+        // A cursor ahead of the head (a node behind the one that was scanned) is no lag.
+        assert_eq!(scan_lag(100, 150), 0);
     }
 }

@@ -18,7 +18,7 @@ use alloy::{
     sol_types::SolEvent,
 };
 use infera_chain::market::EXECUTOR_ROLE;
-use infera_engine::{Engine, GenerateRequest};
+use infera_engine::{Engine, GenerateRequest, Reservation};
 use infera_protocol::{
     CommitmentInput, SAMPLER_VERSION, Sampler,
     bindings::{IJobEscrow, JobEscrow},
@@ -41,7 +41,27 @@ mod status {
     pub const POSTED: u8 = 1;
     pub const ACCEPTED: u8 = 2;
     pub const SUBMITTED: u8 = 3;
+    pub const DISPUTED: u8 = 4;
     pub const FINALIZED: u8 = 5;
+    pub const CANCELLED: u8 = 6;
+    pub const EXPIRED: u8 = 7;
+    pub const REJECTED: u8 = 8;
+
+    /// The status's name in `IJobEscrow.JobStatus`.
+    pub fn name(status: u8) -> &'static str {
+        match status {
+            0 => "none",
+            POSTED => "posted",
+            ACCEPTED => "accepted",
+            SUBMITTED => "submitted",
+            DISPUTED => "disputed",
+            FINALIZED => "finalized",
+            CANCELLED => "cancelled",
+            EXPIRED => "expired",
+            REJECTED => "rejected",
+            _ => "unknown",
+        }
+    }
 }
 
 /// A model this executor serves.
@@ -77,7 +97,9 @@ pub struct LoopConfig {
 /// Why a job step failed.
 #[derive(Debug, thiserror::Error)]
 enum StepError {
-    #[error(transparent)]
+    /// Shown with the credentials of any URL it quotes masked (transport errors quote the RPC
+    /// URL): this text goes to the logs and into the store's reasons.
+    #[error("{}", infera_chain::redact::redact_text(&.0.to_string()))]
     Send(#[from] SendError),
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -109,6 +131,8 @@ pub struct JobLoop {
     config: LoopConfig,
     slots: Arc<Semaphore>,
     active: Mutex<HashSet<U256>>,
+    /// Engine places held for jobs accepted and not generated yet (see [`Reservation`]).
+    reservations: Mutex<HashMap<U256, Reservation>>,
 }
 
 impl JobLoop {
@@ -121,6 +145,7 @@ impl JobLoop {
             slots: Arc::new(Semaphore::new(config.max_jobs)),
             config,
             active: Mutex::new(HashSet::new()),
+            reservations: Mutex::new(HashMap::new()),
         })
     }
 
@@ -424,6 +449,10 @@ impl JobLoop {
                 "free stake {free} below the collateral {collateral}"
             )));
         }
+        // The engine place the job will generate in, held from before acceptance until it is
+        // generated: gateway requests cannot take it, so they cannot starve the job into expiry.
+        // With no place free the job stays posted.
+        let reservation = self.served(job).await?.engine.try_reserve()?;
         let call = self.chain.escrow.acceptJob(job_id, job.job.clone());
         let receipt = self
             .chain
@@ -439,6 +468,9 @@ impl JobLoop {
             .map(|log| log.data.assignment)
             .ok_or_else(|| StepError::Refused("accept emitted no JobAccepted".into()))?;
         self.store.set_accepted(job_id, &accepted).await?;
+        if let Ok(mut reservations) = self.reservations.lock() {
+            reservations.insert(job_id, reservation);
+        }
         tracing::info!(job_id = %job_id, tx_hash = %receipt.transaction_hash, block = receipt.block_number, collateral = %accepted.collateral, "job accepted");
         metrics::counter!("infera_executor_jobs_total", "outcome" => "accepted").increment(1);
         self.crash_point("accepted");
@@ -473,6 +505,12 @@ impl JobLoop {
     /// record the result.
     async fn generate(&self, job: &JobRow) -> Result<(), StepError> {
         let job_id = job.job_id;
+        // Taken out first, so that it is given back however this step ends.
+        let reserved = self
+            .reservations
+            .lock()
+            .ok()
+            .and_then(|mut reservations| reservations.remove(&job_id));
         let Some(assignment) = &job.assignment else {
             return Err(StepError::Refused("accepted job without assignment".into()));
         };
@@ -482,13 +520,22 @@ impl JobLoop {
         // The seed exists only since acceptance: it is the assignment's, never chosen here.
         let sampler = Sampler::new(spec.sampling.clone().into(), assignment.seed);
         tracing::info!(job_id = %job_id, prompt_tokens = prompt_ids.len(), max_tokens = spec.maxOutputTokens, seed = %assignment.seed, "generating");
+        // The place reserved at acceptance; after a restart, the next one that frees up (handed
+        // out in order, so gateway requests cannot jump ahead).
+        let reservation = match reserved {
+            Some(reservation) => reservation,
+            None => served.engine.reserve().await?,
+        };
         let output = served
             .engine
-            .generate_all(GenerateRequest {
-                prompt_ids: prompt_ids.clone(),
-                max_tokens: spec.maxOutputTokens,
-                sampler,
-            })
+            .generate_all_reserved(
+                GenerateRequest {
+                    prompt_ids: prompt_ids.clone(),
+                    max_tokens: spec.maxOutputTokens,
+                    sampler,
+                },
+                reservation,
+            )
             .await?;
         let decode = output
             .timings
@@ -504,6 +551,7 @@ impl JobLoop {
         );
         metrics::counter!("infera_executor_output_tokens_total")
             .increment(output.output_ids.len() as u64);
+        crate::telemetry::record_generation(&output, "job");
         let input_tokens = u32::try_from(prompt_ids.len())
             .map_err(|_| StepError::Refused(format!("prompt of {} tokens", prompt_ids.len())))?;
         let result = IJobEscrow::Result {
@@ -586,7 +634,10 @@ impl JobLoop {
 
     // ------------------------------------------------------------------ payment
 
-    /// Finalizes own submitted jobs whose challenge window has passed.
+    /// Finalizes own submitted jobs whose challenge (or unresolved dispute) window has passed, and
+    /// closes those that ended otherwise: finalized by someone else, or rejected in a dispute (or
+    /// any other end) — those reach a final stage and are never looked at again. A finalization
+    /// that was due and still refused for a reason that does not change with time fails the job.
     async fn finalize_due(&self) -> Result<(), StepError> {
         let submitted = self.store.jobs_in(&[Stage::Submitted]).await?;
         if submitted.is_empty() {
@@ -594,43 +645,66 @@ impl JobLoop {
         }
         let now = self.block_timestamp().await?;
         for job in submitted {
+            let job_id = job.job_id;
             let Some(settlement) = job.settlement.clone() else {
-                continue;
-            };
-            if settlement.challengeEnd > now {
-                continue;
-            }
-            if self.chain_status(job.job_id).await? == status::FINALIZED {
-                self.store
-                    .set_stage(job.job_id, Stage::Finalized, None)
+                self.end(job_id, Stage::Failed, "submitted without a settlement")
                     .await?;
                 continue;
+            };
+            let status = self.chain_status(job_id).await?;
+            match finalize_step(status, &settlement, now) {
+                FinalizeStep::Wait => continue,
+                FinalizeStep::Done => {
+                    self.store.set_stage(job_id, Stage::Finalized, None).await?;
+                    tracing::info!(job_id = %job_id, "job finalized by someone else");
+                    continue;
+                }
+                FinalizeStep::Lost(reason) => {
+                    self.end(job_id, Stage::Lost, &reason).await?;
+                    continue;
+                }
+                FinalizeStep::Send => {}
             }
-            let call = self.chain.escrow.finalize(job.job_id, settlement.clone());
+            let call = self.chain.escrow.finalize(job_id, settlement.clone());
             match self
                 .chain
-                .send(
-                    "finalize",
-                    Some(job.job_id),
-                    call.into_transaction_request(),
-                )
+                .send("finalize", Some(job_id), call.into_transaction_request())
                 .await
             {
                 Ok(receipt) => {
-                    self.store
-                        .set_stage(job.job_id, Stage::Finalized, None)
-                        .await?;
-                    tracing::info!(job_id = %job.job_id, tx_hash = %receipt.transaction_hash, earned = %(settlement.payment - settlement.validatorFee), "job finalized");
+                    self.store.set_stage(job_id, Stage::Finalized, None).await?;
+                    tracing::info!(job_id = %job_id, tx_hash = %receipt.transaction_hash, block = receipt.block_number, earned = %(settlement.payment - settlement.validatorFee), "job finalized");
                     metrics::counter!("infera_executor_jobs_total", "outcome" => "finalized")
                         .increment(1);
                 }
                 Err(error) if error.is_transient() => return Err(error.into()),
                 Err(error) => {
-                    // Disputed, or finalized by someone else in between: look again next time.
-                    tracing::info!(job_id = %job.job_id, %error, "not finalized yet");
+                    // (As a step error it is shown redacted.)
+                    let error = StepError::from(error);
+                    // Refused although due: moved on in between (finalized by someone else,
+                    // disputed), which the next tick reads, or refused for good (terms that do
+                    // not match the chain's): that one ends here instead of being sent each tick.
+                    let now = self.block_timestamp().await?;
+                    let again = self.chain_status(job_id).await?;
+                    if again == status
+                        && finalize_step(again, &settlement, now) == FinalizeStep::Send
+                    {
+                        self.end(job_id, Stage::Failed, &format!("finalize refused: {error}"))
+                            .await?;
+                    } else {
+                        tracing::info!(job_id = %job_id, %error, status = status::name(again), "not finalized; the job moved on");
+                    }
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Records that a submitted job ended without this executor finalizing it.
+    async fn end(&self, job_id: U256, stage: Stage, reason: &str) -> Result<(), StepError> {
+        self.store.set_stage(job_id, stage, Some(reason)).await?;
+        tracing::warn!(job_id = %job_id, stage = stage.as_str(), reason, "job ended unpaid");
+        metrics::counter!("infera_executor_jobs_total", "outcome" => stage.as_str()).increment(1);
         Ok(())
     }
 
@@ -639,6 +713,34 @@ impl JobLoop {
             tracing::error!(stage, "crash_after: aborting (fault injection)");
             std::process::abort();
         }
+    }
+}
+
+/// What `finalize_due` does with a submitted job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum FinalizeStep {
+    /// Not finalizable yet: its window is open (or the chain does not show the submission).
+    Wait,
+    /// Send `finalize`.
+    Send,
+    /// Finalized already.
+    Done,
+    /// Ended without payment: a final stage, with the reason.
+    Lost(String),
+}
+
+/// The step for a job in on-chain `status` whose submission settled as `settlement`, at block
+/// time `now`. `finalize` passes from `challengeEnd` on for a submitted job and from `disputeEnd`
+/// on for a disputed one nobody resolved (`JobEscrow.finalize`).
+fn finalize_step(status: u8, settlement: &IJobEscrow::Settlement, now: u64) -> FinalizeStep {
+    match status {
+        status::SUBMITTED if settlement.challengeEnd <= now => FinalizeStep::Send,
+        status::DISPUTED if settlement.disputeEnd <= now => FinalizeStep::Send,
+        // Window open; or a reorg took the submission away, and the chain will say how it ends.
+        status::SUBMITTED | status::DISPUTED | status::ACCEPTED => FinalizeStep::Wait,
+        status::FINALIZED => FinalizeStep::Done,
+        status::REJECTED => FinalizeStep::Lost("rejected in a dispute".into()),
+        other => FinalizeStep::Lost(format!("on-chain status {}", status::name(other))),
     }
 }
 
@@ -697,6 +799,64 @@ mod tests {
             disputeWindow: 3_600,
             escrow: U256::from(escrow),
         }
+    }
+
+    fn settlement(challenge_end: u64, dispute_end: u64) -> IJobEscrow::Settlement {
+        IJobEscrow::Settlement {
+            requester: Address::repeat_byte(2),
+            executor: Address::repeat_byte(4),
+            escrow: U256::from(1_000),
+            payment: U256::from(100),
+            validatorFee: U256::from(5),
+            collateral: U256::from(2_000),
+            commitment: B256::repeat_byte(9),
+            challengeEnd: challenge_end,
+            disputeEnd: dispute_end,
+        }
+    }
+
+    /// Submitted jobs are finalized once their window has passed, and every other end is final:
+    /// nothing is sent for them again.
+    #[test]
+    fn finalize_step_ends_rejected_and_other_closed_jobs() {
+        let s = settlement(1_000, 2_000);
+        assert_eq!(
+            finalize_step(status::SUBMITTED, &s, 999),
+            FinalizeStep::Wait
+        );
+        assert_eq!(
+            finalize_step(status::SUBMITTED, &s, 1_000),
+            FinalizeStep::Send
+        );
+        // A dispute nobody resolved settles from its dispute end on.
+        assert_eq!(
+            finalize_step(status::DISPUTED, &s, 1_500),
+            FinalizeStep::Wait
+        );
+        assert_eq!(
+            finalize_step(status::DISPUTED, &s, 2_000),
+            FinalizeStep::Send
+        );
+        assert_eq!(finalize_step(status::FINALIZED, &s, 0), FinalizeStep::Done);
+        assert_eq!(
+            finalize_step(status::REJECTED, &s, 5_000),
+            FinalizeStep::Lost("rejected in a dispute".into())
+        );
+        for (end, name) in [
+            (status::EXPIRED, "expired"),
+            (status::CANCELLED, "cancelled"),
+            (0, "none"),
+        ] {
+            assert_eq!(
+                finalize_step(end, &s, 5_000),
+                FinalizeStep::Lost(format!("on-chain status {name}"))
+            );
+        }
+        // The chain no longer shows the submission (a reorg): wait for it to say how it ends.
+        assert_eq!(
+            finalize_step(status::ACCEPTED, &s, 5_000),
+            FinalizeStep::Wait
+        );
     }
 
     #[test]

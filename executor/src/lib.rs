@@ -16,6 +16,7 @@ mod hardware;
 pub mod http;
 pub mod jobs;
 pub mod store;
+pub mod telemetry;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -97,11 +98,7 @@ fn metrics_handle() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
     static HANDLE: OnceLock<Option<metrics_exporter_prometheus::PrometheusHandle>> =
         OnceLock::new();
     HANDLE
-        .get_or_init(|| {
-            metrics_exporter_prometheus::PrometheusBuilder::new()
-                .install_recorder()
-                .ok()
-        })
+        .get_or_init(|| telemetry::install_recorder().ok())
         .clone()
 }
 
@@ -310,6 +307,10 @@ impl Executor {
             gateways: self.config.gateways.iter().copied().collect::<HashSet<_>>(),
             chain_id: self.chain.chain_id,
             metrics: metrics_handle(),
+            provider: self.chain.provider.clone(),
+            // HOOK (pending transactions gauge): the transaction manager's `pending_count()`
+            // once it is in; `None` leaves the gauge out.
+            pending_transactions: None,
         });
         tracing::info!(listen = %self.local_addr, executor = %self.chain.address, "serving");
         let mut http_stopped = stopped;

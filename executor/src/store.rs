@@ -56,6 +56,9 @@ pub enum Stage {
     Closed,
     /// Could not be completed (the reason says why).
     Failed,
+    /// Submitted, then ended on-chain without payment (rejected in a dispute; the reason says
+    /// which status): nothing more to do.
+    Lost,
 }
 
 impl Stage {
@@ -70,6 +73,7 @@ impl Stage {
             Self::Ignored => "ignored",
             Self::Closed => "closed",
             Self::Failed => "failed",
+            Self::Lost => "lost",
         }
     }
 
@@ -77,7 +81,7 @@ impl Stage {
     pub const fn is_terminal(self) -> bool {
         matches!(
             self,
-            Self::Finalized | Self::Ignored | Self::Closed | Self::Failed
+            Self::Finalized | Self::Ignored | Self::Closed | Self::Failed | Self::Lost
         )
     }
 }
@@ -95,6 +99,7 @@ impl FromStr for Stage {
             "ignored" => Self::Ignored,
             "closed" => Self::Closed,
             "failed" => Self::Failed,
+            "lost" => Self::Lost,
             _ => return Err(()),
         })
     }
