@@ -99,16 +99,14 @@ pub async fn run(
             let executor_config = ExecutorConfig {
                 rpc_url: devnet.anvil.endpoint(),
                 job_escrow: Some(devnet.deployment.job_escrow),
-                database: dir.join("executor.db"),
+                database: Some(dir.join("executor.db")),
                 listen: config.executor_listen,
                 start_block: Some(devnet.deployment.deployed_at_block),
                 ..ExecutorConfig::default()
             };
-            let database = executor_config.database.clone();
-            Some((
-                Executor::start_with_signer(executor_config, signer).await?,
-                database,
-            ))
+            let executor = Executor::start_with_signer(executor_config, signer).await?;
+            let database = executor.database().to_owned();
+            Some((executor, database))
         }
         (true, false, _) => {
             tracing::warn!(
@@ -134,7 +132,7 @@ pub async fn run(
                 listen,
                 ..infera_indexer::IndexerConfig::default()
             };
-            let database_url = indexer_config.database_url.clone();
+            let database_url = infera_chain::redact::redact_url(&indexer_config.database_url);
             let task = tokio::spawn(infera_indexer::run(
                 indexer_config,
                 until_stopped(stopped.clone()),

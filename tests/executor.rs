@@ -15,6 +15,9 @@ use alloy::{
 use common::{EXECUTOR, GATEWAY, Net, require_model, status};
 use eyre::{Result, ensure, eyre};
 use infera::{deploy, market::EXECUTOR_ROLE};
+use infera_chain::bindings::{
+    ExampleConsumer, IJobEscrow, IModelRegistry, JobEscrow, example_consumer,
+};
 use infera_engine::{Engine, EngineConfig, GenerateRequest};
 use infera_executor::{
     Executor,
@@ -23,7 +26,6 @@ use infera_executor::{
 };
 use infera_protocol::{
     CommitmentInput, FinishReason, Sampler, Transcript,
-    bindings::{ExampleConsumer, IJobEscrow, IModelRegistry, JobEscrow, example_consumer},
     models::DEFAULT_MODEL,
     prompt::Prompt,
     receipt::{GatewayRequest, domain, prompt_hash_of_tokens},
@@ -118,7 +120,10 @@ async fn executor_serves_jobs_and_gateways_on_a_devnet() -> Result<()> {
         .await?
         .assignment;
     ensure!(assignment.executor == me && assignment.seed != B256::ZERO);
-    let stored = Store::open(&config.database).await?.job(job_id).await?;
+    let stored = Store::open(common::database(&config)?)
+        .await?
+        .job(job_id)
+        .await?;
     ensure!(
         stored.as_ref().and_then(|row| row.seed()) == Some(assignment.seed),
         "the executor's store keeps the assignment's seed"
@@ -154,7 +159,10 @@ async fn executor_serves_jobs_and_gateways_on_a_devnet() -> Result<()> {
         outputTokens: submitted.outputTokens.clone(),
         output: submitted.output.clone(),
     };
-    ensure!(CommitmentInput::of_result(&job, &assignment, &result)?.commitment() == recomputed);
+    ensure!(
+        infera_chain::bindings::commitment_input(&job, &assignment, &result)?.commitment()
+            == recomputed
+    );
 
     // The dApp received the output through its callback, inside the submission (provisional
     // until the job is finalized).
@@ -220,7 +228,7 @@ async fn executor_serves_jobs_and_gateways_on_a_devnet() -> Result<()> {
 
     // The unserved job was never touched, and the executor recorded why.
     ensure!(net.status(ignored_job).await? == status::POSTED);
-    let store = Store::open(&config.database).await?;
+    let store = Store::open(common::database(&config)?).await?;
     let row = store
         .job(ignored_job)
         .await?

@@ -4,10 +4,7 @@
 
 mod common;
 
-use std::{
-    process::{Child, Command, Stdio},
-    time::Duration,
-};
+use std::{process::Child, time::Duration};
 
 use alloy::{
     primitives::{B256, U256},
@@ -15,47 +12,15 @@ use alloy::{
     rpc::types::Filter,
     sol_types::SolEvent,
 };
-use common::{EXECUTOR, Net, require_model, status};
+use common::{EXECUTOR, Net, require_model, status, wait_crash};
 use eyre::{Result, ensure, eyre};
+use infera_chain::bindings::JobEscrow;
 use infera_executor::ExecutorConfig;
-use infera_protocol::bindings::JobEscrow;
 
 const PROMPT: &[u8] = b"Count from one to five.";
 
-/// Starts `infera executor` with `config` written to a file, `crash_after` set when given.
 fn spawn(net: &Net, config: &ExecutorConfig, crash_after: Option<&str>) -> Result<Child> {
-    let path = net.dir.join("executor.toml");
-    std::fs::write(&path, toml::to_string(config)?)?;
-    let mut command = Command::new(env!("CARGO_BIN_EXE_infera"));
-    command
-        .args(["executor", "--config"])
-        .arg(&path)
-        .env("RUST_LOG", "warn,infera_executor=info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
-    if let Some(stage) = crash_after {
-        command.env("INFERA_EXECUTOR_CRASH_AFTER", stage);
-    }
-    Ok(command.spawn()?)
-}
-
-/// Waits for the process to die by itself (the injected crash).
-async fn wait_crash(child: &mut Child, timeout: Duration) -> Result<()> {
-    let until = tokio::time::Instant::now() + timeout;
-    loop {
-        if let Some(exit) = child.try_wait()? {
-            ensure!(
-                !exit.success(),
-                "the executor exited cleanly instead of crashing"
-            );
-            return Ok(());
-        }
-        ensure!(
-            tokio::time::Instant::now() < until,
-            "the executor did not crash"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    common::spawn_executor(net, config, crash_after)
 }
 
 async fn count<E: SolEvent>(net: &Net, job_id: U256) -> Result<usize> {
@@ -117,7 +82,7 @@ async fn a_killed_executor_completes_each_job_exactly_once() -> Result<()> {
         .await?;
     let mut child = spawn(&net, &config, None)?;
     // Let the restarted executor run through its recovery and a few polls.
-    let store = infera_executor::store::Store::open(&config.database).await?;
+    let store = infera_executor::store::Store::open(common::database(&config)?).await?;
     let until = tokio::time::Instant::now() + Duration::from_secs(120);
     let recorded = loop {
         let stage = store.job(second).await?.map(|row| row.stage);

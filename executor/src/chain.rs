@@ -1,26 +1,30 @@
-//! The executor's side of the chain: contract handles and a transaction sender that owns the nonce.
+//! The executor's side of the chain: contract handles, its database, and the shared transaction
+//! manager ([`infera_chain::tx::TxManager`]) that owns the executor's nonce.
 //!
-//! Every transaction goes through [`Chain::send`], one at a time: it is estimated, signed with an
-//! explicit nonce, **logged in the store before it is broadcast**, then sent and awaited. After a
-//! crash, [`Chain::recover`] re-broadcasts the logged transactions that never made it into a block
-//! (the same bytes, so the same hash and nonce: a step can never be sent twice) and waits for them.
+//! Every transaction is estimated, signed and **logged in the executor's database before it is
+//! broadcast**; the nonce lock is held only for that, not while the transaction waits for its
+//! block, so jobs proceed concurrently. The manager's background task ([`TxManager::run`], spawned
+//! by `Executor::start`) re-broadcasts what the node lost, re-signs stuck transactions with higher
+//! fees at the same nonce and fills nonce gaps — startup never waits for an old transaction. A job
+//! step ([`Chain::step`]) first awaits the same step sent before a restart, so a step is never sent
+//! twice.
 
-use std::time::Duration;
+use std::{fmt, path::Path};
 
 use alloy::{
-    eips::eip2718::Encodable2718,
-    network::{EthereumWallet, NetworkTransactionBuilder, TransactionBuilder},
-    primitives::{Address, B256, Bytes, U256},
+    primitives::{Address, U256},
     providers::{DynProvider, Provider, ProviderBuilder},
     rpc::types::{TransactionReceipt, TransactionRequest},
     signers::local::PrivateKeySigner,
     transports::{RpcError, TransportErrorKind},
 };
-use infera_chain::deploy::ChainError;
-use infera_protocol::bindings::{JobEscrow, MockSettlementToken, ModelRegistry, Staking};
-use tokio::sync::Mutex;
+use infera_chain::{
+    bindings::{JobEscrow, MockSettlementToken, ModelRegistry, Staking},
+    deploy::ChainError,
+    tx::{TxConfig, TxError, TxLog, TxManager, TxOutcome},
+};
 
-use crate::store::{Store, StoreError, TxRecord};
+use crate::store::{self, Fingerprint, Store, StoreError};
 
 /// Errors talking to the chain.
 #[derive(Debug, thiserror::Error)]
@@ -31,36 +35,59 @@ pub enum SendError {
     /// A contract refused the call (decoded when it is one of ours).
     #[error(transparent)]
     Chain(#[from] ChainError),
-    /// The transaction could not be signed.
-    #[error("signing failed: {0}")]
-    Sign(String),
     /// The transaction was mined but reverted.
     #[error("transaction {tx_hash} ({kind}) reverted")]
     Reverted {
         /// What it was for.
         kind: String,
         /// Its hash.
-        tx_hash: B256,
+        tx_hash: alloy::primitives::B256,
     },
-    /// No receipt arrived in time.
-    #[error("transaction {0} was not mined in time")]
-    Timeout(B256),
+    /// The transaction manager failed (signing, its log, funds, a nonce taken by another sender).
+    #[error(transparent)]
+    Tx(TxError),
+    /// The RPC URL is not a URL.
+    #[error("invalid rpc url: {0}")]
+    Url(String),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
-impl SendError {
-    /// Whether retrying later may help (the node was unreachable or slow), as opposed to a refusal.
-    pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Rpc(_) | Self::Timeout(_))
+impl From<TxError> for SendError {
+    fn from(error: TxError) -> Self {
+        match error {
+            TxError::Refused(error) => Self::Chain(error),
+            TxError::Rpc(error) => Self::Rpc(error),
+            TxError::Reverted { kind, tx_hash, .. } => Self::Reverted { kind, tx_hash },
+            other => Self::Tx(other),
+        }
     }
 }
 
-/// Contract handles and the nonce-owning sender of one executor.
-#[derive(Debug)]
+impl SendError {
+    /// Whether retrying later may help, as opposed to a refusal. Running out of gas money is
+    /// retried too (a job step waits for a top-up instead of being given up), and so is a nonce
+    /// taken by another sender of the same key (the step was not done; the next try re-reads the
+    /// chain).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Rpc(_) => true,
+            Self::Tx(error) => {
+                error.is_transient()
+                    || matches!(
+                        error,
+                        TxError::InsufficientFunds(_) | TxError::Replaced { .. }
+                    )
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Contract handles, the database and the transaction manager of one executor.
 pub struct Chain {
-    /// Read-only provider (no wallet, no fillers): calls, logs, receipts, raw broadcasts.
+    /// Read-only provider (no wallet, no fillers): calls, logs, receipts.
     pub provider: DynProvider,
     /// The executor's address.
     pub address: Address,
@@ -74,29 +101,41 @@ pub struct Chain {
     pub registry: ModelRegistry::ModelRegistryInstance<DynProvider>,
     /// The settlement token (any ERC-20; only `approve` and `balanceOf` are used).
     pub token: MockSettlementToken::MockSettlementTokenInstance<DynProvider>,
-    wallet: EthereumWallet,
+    tx: TxManager,
     store: Store,
-    /// The next nonce; held for the whole of a send, so sends are serial.
-    nonce: Mutex<u64>,
-    receipt_timeout: Duration,
-    /// Fault injection: abort right after broadcasting a transaction of this kind.
-    crash_after_broadcast: Option<String>,
+}
+
+impl fmt::Debug for Chain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Chain")
+            .field("address", &self.address)
+            .field("chain_id", &self.chain_id)
+            .field("escrow", self.escrow.address())
+            .field("database", &self.store.path())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Chain {
-    /// Connects to `rpc_url` and resolves the contracts from the escrow's immutables.
+    /// Connects to `rpc_url`, resolves the contracts from the escrow's immutables, opens the
+    /// executor's database (`database`, or the default path for this chain and executor) for this
+    /// deployment, and loads the transaction manager's log. Waits for no old transaction: run
+    /// [`TxManager::run`] ([`Chain::tx`]) in the background for that.
     ///
     /// # Errors
-    /// [`SendError`] when the node cannot be reached or the address is not a JobEscrow.
+    /// [`SendError`] when the node cannot be reached, the address is not a JobEscrow, or the
+    /// database belongs to another deployment ([`StoreError::OtherDeployment`]).
     pub async fn connect(
         rpc_url: &str,
         job_escrow: Address,
         signer: PrivateKeySigner,
-        store: Store,
+        database: Option<&Path>,
+        tx_config: TxConfig,
     ) -> Result<Self, SendError> {
+        // The URL may carry credentials: it is never part of an error or a log line.
         let url = rpc_url
             .parse()
-            .map_err(|e| SendError::Sign(format!("invalid rpc url {rpc_url}: {e}")))?;
+            .map_err(|e| SendError::Url(format!("{e}")))?;
         let provider = ProviderBuilder::new()
             .disable_recommended_fillers()
             .connect_http(url)
@@ -107,7 +146,23 @@ impl Chain {
         let registry = escrow.registry().call().await.map_err(ChainError::from)?;
         let token = escrow.token().call().await.map_err(ChainError::from)?;
         let address = signer.address();
-        let chain = Self {
+        let fingerprint = Fingerprint {
+            chain_id,
+            job_escrow,
+            staking,
+            model_registry: registry,
+            token,
+            executor: address,
+        };
+        let path = match database {
+            Some(path) => path.to_owned(),
+            None => store::default_path(chain_id, address)?,
+        };
+        let store = Store::open_for(&path, &fingerprint).await?;
+        tracing::info!(database = %path.display(), "executor database");
+        let log = TxLog::open(store.pool().clone()).await?;
+        let tx = TxManager::new(provider.clone(), signer, chain_id, log, tx_config).await?;
+        Ok(Self {
             escrow,
             staking: Staking::new(staking, provider.clone()),
             registry: ModelRegistry::new(registry, provider.clone()),
@@ -115,188 +170,84 @@ impl Chain {
             provider,
             address,
             chain_id,
-            wallet: EthereumWallet::from(signer),
+            tx,
             store,
-            nonce: Mutex::new(0),
-            receipt_timeout: Duration::from_secs(120),
-            crash_after_broadcast: None,
-        };
-        Ok(chain)
-    }
-
-    /// Re-broadcasts logged transactions that were never mined, waits for them, and sets the nonce
-    /// past everything sent. Returns the receipts of the transactions it finished.
-    ///
-    /// # Errors
-    /// [`SendError`] when the node cannot be reached.
-    pub async fn recover(&self) -> Result<Vec<(TxRecord, TransactionReceipt)>, SendError> {
-        let mut nonce = self.nonce.lock().await;
-        let mut finished = Vec::new();
-        for tx in self.store.pending_txs().await? {
-            if let Some(receipt) = self.provider.get_transaction_receipt(tx.tx_hash).await? {
-                self.settle(&tx, &receipt).await?;
-                finished.push((tx, receipt));
-                continue;
-            }
-            let mined = self.provider.get_transaction_count(self.address).await?;
-            if mined > tx.nonce {
-                // Its nonce was used by another transaction (e.g. a manual one): it can never
-                // be mined. The job logic re-reads the chain and decides again.
-                tracing::warn!(tx_hash = %tx.tx_hash, kind = tx.kind, nonce = tx.nonce, "logged transaction was replaced");
-                self.store.set_tx_status(tx.nonce, "dropped").await?;
-                continue;
-            }
-            tracing::info!(tx_hash = %tx.tx_hash, kind = tx.kind, nonce = tx.nonce, "re-broadcasting a transaction sent before a restart");
-            self.broadcast(&tx.raw).await?;
-            let receipt = self.wait(tx.tx_hash).await?;
-            self.settle(&tx, &receipt).await?;
-            finished.push((tx, receipt));
-        }
-        *nonce = self.next_nonce().await?;
-        Ok(finished)
-    }
-
-    /// Sends a transaction: estimate, sign with the next nonce, log, broadcast, await the receipt.
-    /// A reverted transaction is an error carrying its hash.
-    ///
-    /// # Errors
-    /// [`SendError`]; a contract refusal at estimation is decoded.
-    pub async fn send(
-        &self,
-        kind: &str,
-        job_id: Option<U256>,
-        tx: TransactionRequest,
-    ) -> Result<TransactionReceipt, SendError> {
-        let mut nonce = self.nonce.lock().await;
-        let tx = tx.with_from(self.address).with_chain_id(self.chain_id);
-        let gas = match self.provider.estimate_gas(tx.clone()).await {
-            Ok(gas) => gas,
-            Err(error) => return Err(decode_refusal(error)),
-        };
-        let fees = self.provider.estimate_eip1559_fees().await?;
-        for attempt in 0..2 {
-            let signed = tx
-                .clone()
-                .with_nonce(*nonce)
-                // Headroom over the estimate: the callback gas rule makes estimates tight.
-                .with_gas_limit(gas + gas / 4)
-                .with_max_fee_per_gas(fees.max_fee_per_gas)
-                .with_max_priority_fee_per_gas(fees.max_priority_fee_per_gas)
-                .build(&self.wallet)
-                .await
-                .map_err(|e| SendError::Sign(e.to_string()))?;
-            let record = TxRecord {
-                nonce: *nonce,
-                kind: kind.to_owned(),
-                job_id,
-                tx_hash: *signed.tx_hash(),
-                raw: Bytes::from(signed.encoded_2718()),
-            };
-            self.store.log_tx(&record).await?;
-            match self.broadcast(&record.raw).await {
-                Ok(()) => {}
-                Err(SendError::Rpc(error)) if attempt == 0 && is_nonce_error(&error) => {
-                    // Someone else used this key (e.g. `infera executor withdraw` while running).
-                    self.store.set_tx_status(record.nonce, "dropped").await?;
-                    *nonce = self.next_nonce().await?;
-                    tracing::warn!(
-                        nonce = *nonce,
-                        "nonce was taken; re-signed with the next one"
-                    );
-                    continue;
-                }
-                Err(error) => return Err(error),
-            }
-            *nonce += 1;
-            tracing::debug!(tx_hash = %record.tx_hash, kind, "transaction sent");
-            if self.crash_after_broadcast.as_deref() == Some(kind) {
-                tracing::error!(tx_hash = %record.tx_hash, kind, "crash_after: aborting after broadcast (fault injection)");
-                std::process::abort();
-            }
-            let receipt = self.wait(record.tx_hash).await?;
-            self.settle(&record, &receipt).await?;
-            return if receipt.status() {
-                Ok(receipt)
-            } else {
-                Err(SendError::Reverted {
-                    kind: kind.to_owned(),
-                    tx_hash: record.tx_hash,
-                })
-            };
-        }
-        Err(SendError::Sign("nonce kept being taken".into()))
+        })
     }
 
     /// Fault injection for crash tests: abort the process right after broadcasting a transaction of
     /// `kind`, before its receipt is read.
     pub fn crash_after_broadcast(mut self, kind: Option<String>) -> Self {
-        self.crash_after_broadcast = kind;
+        self.tx = self.tx.crash_after_broadcast(kind);
         self
     }
 
-    /// The store this chain logs to.
+    /// The transaction manager (for its background task and its gauges).
+    pub fn tx(&self) -> &TxManager {
+        &self.tx
+    }
+
+    /// The store this executor keeps its state in.
     pub fn store(&self) -> &Store {
         &self.store
     }
 
-    /// The node's pending transaction count: after `recover` every logged transaction that can
-    /// still be mined is in it.
-    async fn next_nonce(&self) -> Result<u64, SendError> {
-        Ok(self
-            .provider
-            .get_transaction_count(self.address)
-            .pending()
-            .await?)
-    }
-
-    async fn broadcast(&self, raw: &[u8]) -> Result<(), SendError> {
-        match self.provider.send_raw_transaction(raw).await {
-            Ok(_) => Ok(()),
-            // The node already has it (a re-broadcast): that is what we want.
-            Err(RpcError::ErrorResp(e)) if e.message.to_lowercase().contains("already known") => {
-                Ok(())
-            }
-            Err(error) => Err(error.into()),
+    /// Sends a transaction and awaits it (fee bumps and re-broadcasts included). A step of a job
+    /// (`job_id` given) goes through [`Chain::step`]: never sent twice.
+    ///
+    /// # Errors
+    /// [`SendError`]; a contract refusal at estimation is decoded ([`SendError::Chain`]), a mined
+    /// revert is [`SendError::Reverted`].
+    pub async fn send(
+        &self,
+        kind: &str,
+        job_id: Option<U256>,
+        request: TransactionRequest,
+    ) -> Result<TransactionReceipt, SendError> {
+        if let Some(job_id) = job_id {
+            return self.step(kind, job_id, request).await;
         }
+        let pending = self.tx.send(kind, None, request).await?;
+        tracing::debug!(tx_hash = %pending.first_hash, kind, nonce = pending.nonce, "transaction sent");
+        Ok(pending.confirmed().await?)
     }
 
-    async fn wait(&self, tx_hash: B256) -> Result<TransactionReceipt, SendError> {
-        let deadline = tokio::time::Instant::now() + self.receipt_timeout;
-        let mut delay = Duration::from_millis(50);
-        loop {
-            if let Some(receipt) = self.provider.get_transaction_receipt(tx_hash).await? {
-                return Ok(receipt);
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(SendError::Timeout(tx_hash));
-            }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(2));
+    /// Step `kind` of job `job_id`, at most once: a transaction of this step still in flight (sent
+    /// before a restart) is awaited instead of sending another; one already mined successfully is
+    /// read back. Otherwise (none, or the last one reverted or lost its nonce) `request` is sent.
+    ///
+    /// # Errors
+    /// As [`Chain::send`].
+    pub async fn step(
+        &self,
+        kind: &str,
+        job_id: U256,
+        request: TransactionRequest,
+    ) -> Result<TransactionReceipt, SendError> {
+        if let Some(pending) = self.tx.in_flight(kind, job_id).await? {
+            tracing::info!(job_id = %job_id, tx_hash = %pending.first_hash, kind, nonce = pending.nonce, "awaiting a transaction sent before a restart");
+            return Ok(pending.confirmed().await?);
         }
-    }
-
-    async fn settle(&self, tx: &TxRecord, receipt: &TransactionReceipt) -> Result<(), SendError> {
-        let status = if receipt.status() {
-            "mined"
-        } else {
-            "reverted"
-        };
-        self.store.set_tx_status(tx.nonce, status).await?;
-        Ok(())
-    }
-}
-
-/// Decodes a refusal at gas estimation into our contracts' custom errors where possible.
-fn decode_refusal(error: RpcError<TransportErrorKind>) -> SendError {
-    let contract_error = alloy::contract::Error::TransportError(error);
-    match ChainError::from(contract_error) {
-        ChainError::Contract(alloy::contract::Error::TransportError(error)) => {
-            SendError::Rpc(error)
+        match self.tx.outcome(kind, job_id).await? {
+            Some(TxOutcome::Mined(tx_hash)) => {
+                if let Some(receipt) = self.provider.get_transaction_receipt(tx_hash).await? {
+                    tracing::info!(job_id = %job_id, %tx_hash, kind, block = receipt.block_number, "step already mined");
+                    return Ok(receipt);
+                }
+                // Mined, yet the node does not know it (a reorg, or a node behind): send again;
+                // the contract refuses a step done twice at estimation.
+                tracing::warn!(job_id = %job_id, %tx_hash, kind, "logged as mined but no receipt; sending again");
+            }
+            Some(TxOutcome::Reverted(tx_hash)) => {
+                tracing::info!(job_id = %job_id, %tx_hash, kind, "the last try reverted; trying again");
+            }
+            Some(TxOutcome::Replaced) => {
+                tracing::warn!(job_id = %job_id, kind, "the last try lost its nonce to another sender; trying again");
+            }
+            None => {}
         }
-        other => SendError::Chain(other),
+        let pending = self.tx.send(kind, Some(job_id), request).await?;
+        tracing::debug!(job_id = %job_id, tx_hash = %pending.first_hash, kind, nonce = pending.nonce, "transaction sent");
+        Ok(pending.confirmed().await?)
     }
-}
-
-fn is_nonce_error(error: &RpcError<TransportErrorKind>) -> bool {
-    matches!(error, RpcError::ErrorResp(e) if e.message.to_lowercase().contains("nonce"))
 }

@@ -25,8 +25,11 @@ pub struct ExecutorConfig {
     pub job_escrow: Option<Address>,
     /// File with the executor's hex private key; when absent, `$INFERA_PRIVATE_KEY`. Never logged.
     pub private_key_file: Option<PathBuf>,
-    /// SQLite file keeping job state across restarts.
-    pub database: PathBuf,
+    /// SQLite file keeping job state and the transaction log across restarts (default: the
+    /// user's data directory, `<data dir>/infera/executor/<chain id>-<executor address>.sqlite`,
+    /// never relative to the working directory). It belongs to one chain, one set of contracts and
+    /// one executor key: the executor refuses to run on a database recorded for another.
+    pub database: Option<PathBuf>,
     /// Address the HTTP endpoint (gateway requests, /health, /metrics) listens on.
     pub listen: SocketAddr,
     /// URL registered on-chain for gateways to reach this executor (default: `http://{listen}`).
@@ -55,8 +58,16 @@ pub struct ExecutorConfig {
     pub start_block: Option<u64>,
     /// Where the model runs: `cpu` or `cuda:N` (needs the `cuda` feature).
     pub device: String,
+    /// Blocks on top of a transaction's block before it counts as final (1: its own block).
+    pub confirmations: u64,
+    /// A transaction not mined this many seconds after its last broadcast is re-signed at the
+    /// same nonce with higher fees.
+    pub resubmit_after_secs: u64,
+    /// Never bid more than this many wei per gas (default: no cap).
+    pub max_fee_per_gas: Option<u64>,
     /// Fault injection for crash tests: abort the process right after this job stage is reached
-    /// (`accepted`, `generated`, `submitting`). Never set in production.
+    /// (`accepted`, `generated`), or right after broadcasting the acceptance or the submission
+    /// (`accepting`, `submitting`). Never set in production.
     pub crash_after: Option<String>,
 }
 
@@ -103,7 +114,7 @@ impl Default for ExecutorConfig {
             rpc_url: "http://127.0.0.1:8545".into(),
             job_escrow: None,
             private_key_file: None,
-            database: PathBuf::from("infera-executor.db"),
+            database: None,
             listen: SocketAddr::from(([127, 0, 0, 1], 8600)),
             endpoint: None,
             hardware: None,
@@ -123,6 +134,9 @@ impl Default for ExecutorConfig {
             auto_finalize: true,
             start_block: None,
             device: "cpu".into(),
+            confirmations: 1,
+            resubmit_after_secs: 12,
+            max_fee_per_gas: None,
             crash_after: None,
         }
     }
@@ -154,10 +168,13 @@ impl ExecutorConfig {
         if self.poll_interval_ms == 0 {
             return invalid("poll_interval_ms must be at least 1");
         }
+        if self.confirmations == 0 || self.resubmit_after_secs == 0 {
+            return invalid("confirmations and resubmit_after_secs must be at least 1");
+        }
         if let Some(stage) = &self.crash_after
-            && !["accepted", "generated", "submitting"].contains(&stage.as_str())
+            && !["accepting", "accepted", "generated", "submitting"].contains(&stage.as_str())
         {
-            return invalid("crash_after must be accepted, generated or submitting");
+            return invalid("crash_after must be accepting, accepted, generated or submitting");
         }
         Ok(())
     }
@@ -167,6 +184,25 @@ impl ExecutorConfig {
         self.endpoint
             .clone()
             .unwrap_or_else(|| format!("http://{}", self.listen))
+    }
+
+    /// The transaction kind after whose broadcast `crash_after` aborts, if any.
+    pub fn crash_after_broadcast(&self) -> Option<String> {
+        match self.crash_after.as_deref() {
+            Some("accepting") => Some("accept".into()),
+            Some("submitting") => Some("submit".into()),
+            _ => None,
+        }
+    }
+
+    /// How the transaction manager bids and waits.
+    pub fn tx_config(&self) -> infera_chain::tx::TxConfig {
+        infera_chain::tx::TxConfig {
+            confirmations: self.confirmations,
+            resubmit_after: std::time::Duration::from_secs(self.resubmit_after_secs),
+            max_fee_per_gas_cap: self.max_fee_per_gas.map(u128::from),
+            ..infera_chain::tx::TxConfig::default()
+        }
     }
 
     /// How often to poll.
@@ -277,5 +313,35 @@ output_price = 2
             .unwrap_err()
             .to_string();
         assert!(err.contains("at least 1"), "{err}");
+    }
+
+    #[test]
+    fn crash_points_after_a_broadcast_name_the_transaction() {
+        let config = |stage: &str| {
+            ExecutorConfig::load(None, env(&[("INFERA_EXECUTOR_CRASH_AFTER", stage)])).unwrap()
+        };
+        assert_eq!(
+            config("accepting").crash_after_broadcast().as_deref(),
+            Some("accept")
+        );
+        assert_eq!(
+            config("submitting").crash_after_broadcast().as_deref(),
+            Some("submit")
+        );
+        assert_eq!(config("accepted").crash_after_broadcast(), None);
+        assert!(
+            ExecutorConfig::load(None, env(&[("INFERA_EXECUTOR_CRASH_AFTER", "later")])).is_err()
+        );
+        // The database is found from the chain and the key unless configured.
+        assert_eq!(ExecutorConfig::default().database, None);
+        let tx = config("accepted").tx_config();
+        assert_eq!(
+            (
+                tx.confirmations,
+                tx.resubmit_after.as_secs(),
+                tx.max_fee_per_gas_cap
+            ),
+            (1, 12, None)
+        );
     }
 }

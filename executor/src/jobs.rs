@@ -17,14 +17,11 @@ use alloy::{
     rpc::types::{Filter, Log},
     sol_types::SolEvent,
 };
+use infera_chain::bindings::{IJobEscrow, JobEscrow};
 use infera_chain::market::EXECUTOR_ROLE;
 use infera_engine::{Engine, GenerateRequest, Reservation};
 use infera_protocol::{
-    CommitmentInput, SAMPLER_VERSION, Sampler,
-    bindings::{IJobEscrow, JobEscrow},
-    pack_tokens,
-    prompt::Prompt,
-    tokens_hash,
+    CommitmentInput, SAMPLER_VERSION, Sampler, pack_tokens, prompt::Prompt, tokens_hash,
 };
 use tokio::sync::Semaphore;
 
@@ -421,7 +418,17 @@ impl JobLoop {
         }
         let now = self.block_timestamp().await?;
         let deadline = job.job.spec.deadline;
-        if deadline < now + self.config.min_deadline.as_secs() {
+        // An acceptance sent before a restart may still be mined: it is awaited below (never sent
+        // again), however close the deadline is now — a job given up here could not be worked on.
+        if deadline < now + self.config.min_deadline.as_secs()
+            && self
+                .chain
+                .tx()
+                .in_flight("accept", job_id)
+                .await
+                .map_err(SendError::from)?
+                .is_none()
+        {
             return Err(StepError::Refused(format!(
                 "deadline {deadline} too close (now {now})"
             )));
@@ -519,13 +526,13 @@ impl JobLoop {
         let spec = &job.job.spec;
         // The seed exists only since acceptance: it is the assignment's, never chosen here.
         let sampler = Sampler::new(spec.sampling.clone().into(), assignment.seed);
-        tracing::info!(job_id = %job_id, prompt_tokens = prompt_ids.len(), max_tokens = spec.maxOutputTokens, seed = %assignment.seed, "generating");
         // The place reserved at acceptance; after a restart, the next one that frees up (handed
         // out in order, so gateway requests cannot jump ahead).
         let reservation = match reserved {
             Some(reservation) => reservation,
             None => served.engine.reserve().await?,
         };
+        tracing::info!(job_id = %job_id, prompt_tokens = prompt_ids.len(), max_tokens = spec.maxOutputTokens, seed = %assignment.seed, "generating");
         let output = served
             .engine
             .generate_all_reserved(
@@ -757,9 +764,11 @@ fn commitment(
     assignment: &IJobEscrow::Assignment,
     result: &IJobEscrow::Result,
 ) -> Result<B256, StepError> {
-    Ok(CommitmentInput::of_result(job, assignment, result)
-        .map_err(|e| StepError::Refused(e.to_string()))?
-        .commitment())
+    Ok(
+        infera_chain::bindings::commitment_input(job, assignment, result)
+            .map_err(|e| StepError::Refused(e.to_string()))?
+            .commitment(),
+    )
 }
 
 #[cfg(test)]

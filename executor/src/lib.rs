@@ -42,7 +42,7 @@ pub use config::{ConfigError, ExecutorConfig, ModelConfig};
 use crate::{
     chain::{Chain, SendError},
     jobs::{JobLoop, LoopConfig, Served},
-    store::{Store, StoreError},
+    store::StoreError,
 };
 
 /// Why the executor stopped.
@@ -111,11 +111,50 @@ pub struct Executor {
     served: HashMap<B256, Served>,
     listener: tokio::net::TcpListener,
     local_addr: SocketAddr,
+    /// The transaction manager's background task (recovery, re-broadcasts, fee bumps).
+    tx_task: TxTask,
+}
+
+/// The transaction manager's background task: it stops when told to or when dropped.
+#[derive(Debug)]
+struct TxTask {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TxTask {
+    /// Spawns [`infera_chain::tx::TxManager::run`] for `chain`: its first pass is the recovery of
+    /// transactions sent before a restart, which nobody waits for.
+    fn spawn(chain: &Chain) -> Self {
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let manager = chain.tx().clone();
+        let task = tokio::spawn(async move {
+            manager
+                .run(async move {
+                    // Resolves when told to stop or when the sender is dropped.
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                })
+                .await;
+        });
+        Self { stop, task }
+    }
+
+    /// Stops the task and waits for it.
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        if let Err(error) = self.task.await
+            && error.is_panic()
+        {
+            tracing::error!(%error, "transaction manager task panicked");
+        }
+    }
 }
 
 impl Executor {
-    /// Loads the key, the models and the database, recovers transactions sent before a crash, and
-    /// makes sure the executor is staked, registered and priced on-chain.
+    /// Loads the key, the models and the database (refusing one of another deployment), starts the
+    /// transaction manager's background task — which recovers transactions sent before a crash
+    /// while the executor goes on: startup never waits for them — and makes sure the executor is
+    /// staked, registered and priced on-chain.
     ///
     /// # Errors
     /// [`ExecutorError`] naming what is missing or refused.
@@ -138,16 +177,17 @@ impl Executor {
                 "job_escrow is required (the address `infera devnet` prints)".into(),
             )
         })?;
-        let store = Store::open(&config.database).await?;
-        let crash_on_submit =
-            (config.crash_after.as_deref() == Some("submitting")).then(|| "submit".to_owned());
-        let chain = Chain::connect(&config.rpc_url, job_escrow, signer.clone(), store)
-            .await?
-            .crash_after_broadcast(crash_on_submit);
-        tracing::info!(executor = %chain.address, chain_id = chain.chain_id, %job_escrow, "executor starting");
-        for (tx, receipt) in chain.recover().await? {
-            tracing::info!(tx_hash = %tx.tx_hash, kind = tx.kind, block = receipt.block_number, success = receipt.status(), "recovered a transaction sent before a restart");
-        }
+        let chain = Chain::connect(
+            &config.rpc_url,
+            job_escrow,
+            signer.clone(),
+            config.database.as_deref(),
+            config.tx_config(),
+        )
+        .await?
+        .crash_after_broadcast(config.crash_after_broadcast());
+        tracing::info!(executor = %chain.address, chain_id = chain.chain_id, %job_escrow, database = %chain.store().path().display(), "executor starting");
+        let tx_task = TxTask::spawn(&chain);
 
         let device = parse_device(&config.device)?;
         let mut served = HashMap::new();
@@ -176,6 +216,7 @@ impl Executor {
             listener,
             local_addr,
             config,
+            tx_task,
         };
         executor.register().await?;
         Ok(executor)
@@ -189,6 +230,11 @@ impl Executor {
     /// Where the HTTP endpoint listens.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The executor's database file.
+    pub fn database(&self) -> &std::path::Path {
+        self.chain.store().path()
     }
 
     /// The URL registered on-chain.
@@ -299,6 +345,13 @@ impl Executor {
             },
         );
         let jobs = tokio::spawn(job_loop.run(stopped.clone()));
+        let pending_transactions: http::PendingCount = {
+            let tx = self.chain.tx().clone();
+            Arc::new(move || {
+                let tx = tx.clone();
+                Box::pin(async move { tx.pending_count().await.ok() })
+            })
+        };
         let state = Arc::new(http::HttpState {
             served: self.served.clone(),
             store: self.chain.store().clone(),
@@ -308,9 +361,7 @@ impl Executor {
             chain_id: self.chain.chain_id,
             metrics: metrics_handle(),
             provider: self.chain.provider.clone(),
-            // HOOK (pending transactions gauge): the transaction manager's `pending_count()`
-            // once it is in; `None` leaves the gauge out.
-            pending_transactions: None,
+            pending_transactions: Some(pending_transactions),
         });
         tracing::info!(listen = %self.local_addr, executor = %self.chain.address, "serving");
         let mut http_stopped = stopped;
@@ -323,6 +374,7 @@ impl Executor {
         tracing::info!("executor stopping");
         let _ = stop.send(true);
         let _ = jobs.await;
+        self.tx_task.stop().await;
         server
             .await
             .map_err(|e| ExecutorError::Listen {
@@ -357,9 +409,23 @@ pub async fn withdraw(config: ExecutorConfig) -> Result<U256, ExecutorError> {
     let job_escrow = config
         .job_escrow
         .ok_or_else(|| ConfigError::Invalid("job_escrow is required".into()))?;
-    let store = Store::open(&config.database).await?;
-    let chain = Chain::connect(&config.rpc_url, job_escrow, signer, store).await?;
-    chain.recover().await?;
+    let chain = Chain::connect(
+        &config.rpc_url,
+        job_escrow,
+        signer,
+        config.database.as_deref(),
+        config.tx_config(),
+    )
+    .await?;
+    // Transactions a crashed executor left behind are recovered meanwhile; the withdrawal queues
+    // behind them.
+    let tx_task = TxTask::spawn(&chain);
+    let withdrawn = withdraw_credits(&chain).await;
+    tx_task.stop().await;
+    withdrawn
+}
+
+async fn withdraw_credits(chain: &Chain) -> Result<U256, ExecutorError> {
     let credits = chain
         .escrow
         .credits(chain.address)
@@ -378,7 +444,7 @@ pub async fn withdraw(config: ExecutorConfig) -> Result<U256, ExecutorError> {
         .await?;
     // What was paid: the credit, plus any released locked credit (no-show compensation).
     let amount = receipt
-        .decoded_log::<infera_protocol::bindings::JobEscrow::Withdrawn>()
+        .decoded_log::<infera_chain::bindings::JobEscrow::Withdrawn>()
         .map_or(credits, |log| log.data.amount);
     tracing::info!(%amount, tx_hash = %receipt.transaction_hash, "withdrawn");
     Ok(amount)

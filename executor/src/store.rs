@@ -1,16 +1,22 @@
-//! The executor's state in SQLite: the chain cursor, every job seen and its stage, the write-ahead
-//! log of signed transactions, and the gateway request ids already served.
+//! The executor's state in SQLite: the deployment it belongs to, the chain cursor, every job seen
+//! and its stage, and the gateway request ids already served. The transaction manager
+//! (`infera_chain::tx`) keeps its log of signed transactions in the same database ([`Store::pool`]).
 //!
 //! Job terms are kept exactly as the contracts emitted them (ABI-encoded), so every later step can
 //! pass them back to the escrow unchanged.
 
-use std::{path::Path, str::FromStr, time::Duration};
+use std::{
+    fmt,
+    path::{Path, PathBuf},
+    str::FromStr,
+    time::Duration,
+};
 
 use alloy::{
-    primitives::{B256, Bytes, U256},
+    primitives::{Address, B256, Bytes, U256},
     sol_types::SolValue,
 };
-use infera_protocol::bindings::IJobEscrow;
+use infera_chain::bindings::IJobEscrow;
 use sqlx::{
     Row,
     sqlite::{
@@ -35,6 +41,79 @@ pub enum StoreError {
         /// The job.
         job_id: String,
     },
+    /// The database was created for another chain, other contracts or another executor key.
+    #[error(
+        "executor database {} belongs to {stored}, not to {configured}: configure another database file",
+        path.display()
+    )]
+    OtherDeployment {
+        /// The file.
+        path: PathBuf,
+        /// The deployment recorded in it.
+        stored: Box<Fingerprint>,
+        /// The deployment this executor runs against.
+        configured: Box<Fingerprint>,
+    },
+    /// The default location could not be found or created.
+    #[error("executor database directory {}: {source}", path.display())]
+    Directory {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The platform has no per-user data directory: configure `database`.
+    #[error(
+        "no per-user data directory on this platform: set `database` in the executor's configuration"
+    )]
+    NoDataDir,
+}
+
+/// The deployment an executor database belongs to: the chain, the contracts and the executor's
+/// address (public data only: no key, no URL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fingerprint {
+    /// The chain id.
+    pub chain_id: u64,
+    /// JobEscrow.
+    pub job_escrow: Address,
+    /// Staking.
+    pub staking: Address,
+    /// ModelRegistry.
+    pub model_registry: Address,
+    /// The settlement token.
+    pub token: Address,
+    /// The executor's address (from its key).
+    pub executor: Address,
+}
+
+impl fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "executor {} on chain {} (JobEscrow {}, Staking {}, ModelRegistry {}, token {})",
+            self.executor,
+            self.chain_id,
+            self.job_escrow,
+            self.staking,
+            self.model_registry,
+            self.token
+        )
+    }
+}
+
+/// The default database of `executor` on chain `chain_id`, in the user's data directory (never
+/// relative to the working directory): `<data dir>/infera/executor/<chain id>-<address>.sqlite`
+/// (e.g. `~/.local/share/infera/executor/31337-0x3c44….sqlite` on Linux).
+///
+/// # Errors
+/// [`StoreError::NoDataDir`] when the platform has no data directory.
+pub fn default_path(chain_id: u64, executor: Address) -> Result<PathBuf, StoreError> {
+    let dir = dirs::data_dir().ok_or(StoreError::NoDataDir)?;
+    Ok(dir
+        .join("infera")
+        .join("executor")
+        .join(format!("{chain_id}-{executor:#x}.sqlite")))
 }
 
 /// Where a job is, from this executor's point of view.
@@ -153,25 +232,11 @@ pub struct NewJob {
     pub reason: Option<String>,
 }
 
-/// A signed transaction, logged before it is broadcast.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TxRecord {
-    /// Its nonce (one transaction per nonce).
-    pub nonce: u64,
-    /// What it does (`accept`, `submit`, …).
-    pub kind: String,
-    /// The job it is for.
-    pub job_id: Option<U256>,
-    /// Its hash.
-    pub tx_hash: B256,
-    /// The signed bytes.
-    pub raw: Bytes,
-}
-
 /// The executor's database.
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: SqlitePool,
+    path: PathBuf,
 }
 
 fn now() -> i64 {
@@ -181,11 +246,17 @@ fn now() -> i64 {
 }
 
 impl Store {
-    /// Opens (creating when missing) the database at `path` and migrates it.
+    /// Opens (creating it and its directory when missing) the database at `path` and migrates it.
     ///
     /// # Errors
     /// [`StoreError`] when the file cannot be opened or migrated.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Directory {
+                path: dir.to_owned(),
+                source,
+            })?;
+        }
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -198,7 +269,81 @@ impl Store {
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            path: path.to_owned(),
+        })
+    }
+
+    /// Opens the database at `path` for `deployment`: records it on first open, and refuses a
+    /// database recorded for another chain, other contracts or another executor.
+    ///
+    /// # Errors
+    /// [`StoreError::OtherDeployment`] naming both; [`StoreError`] when the file cannot be opened.
+    pub async fn open_for(path: &Path, deployment: &Fingerprint) -> Result<Self, StoreError> {
+        let store = Self::open(path).await?;
+        store.check_deployment(deployment).await?;
+        Ok(store)
+    }
+
+    /// Records `deployment` when none is, else checks it is the recorded one.
+    ///
+    /// # Errors
+    /// [`StoreError::OtherDeployment`] naming both.
+    pub async fn check_deployment(&self, deployment: &Fingerprint) -> Result<(), StoreError> {
+        let text = |a: Address| format!("{a:#x}");
+        sqlx::query(
+            "INSERT INTO deployment (id, chain_id, job_escrow, staking, model_registry, token, executor, recorded_at)
+             VALUES (1, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(deployment.chain_id as i64)
+        .bind(text(deployment.job_escrow))
+        .bind(text(deployment.staking))
+        .bind(text(deployment.model_registry))
+        .bind(text(deployment.token))
+        .bind(text(deployment.executor))
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        let row = sqlx::query(
+            "SELECT chain_id, job_escrow, staking, model_registry, token, executor FROM deployment WHERE id = 1",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let corrupt = || StoreError::Corrupt {
+            what: "deployment",
+            job_id: "-".into(),
+        };
+        let address = |i: usize| -> Result<Address, StoreError> {
+            row.get::<String, _>(i).parse().map_err(|_| corrupt())
+        };
+        let stored = Fingerprint {
+            chain_id: u64::try_from(row.get::<i64, _>(0)).map_err(|_| corrupt())?,
+            job_escrow: address(1)?,
+            staking: address(2)?,
+            model_registry: address(3)?,
+            token: address(4)?,
+            executor: address(5)?,
+        };
+        if stored != *deployment {
+            return Err(StoreError::OtherDeployment {
+                path: self.path.clone(),
+                stored: Box::new(stored),
+                configured: Box::new(*deployment),
+            });
+        }
+        Ok(())
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The connection pool, for the transaction manager's log (`infera_chain::tx::TxLog`), which
+    /// lives in the same database.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
     }
 
     /// The next block to scan, if any was scanned.
@@ -376,74 +521,6 @@ impl Store {
             .collect())
     }
 
-    // ------------------------------------------------------------ transactions
-
-    /// Logs a signed transaction before it is broadcast.
-    pub async fn log_tx(&self, tx: &TxRecord) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO txs (nonce, kind, job_id, tx_hash, raw, status) VALUES (?, ?, ?, ?, ?, 'pending')
-             ON CONFLICT (nonce) DO UPDATE SET kind = excluded.kind, job_id = excluded.job_id,
-               tx_hash = excluded.tx_hash, raw = excluded.raw, status = 'pending'",
-        )
-        .bind(tx.nonce as i64)
-        .bind(&tx.kind)
-        .bind(tx.job_id.map(|id| id.to_string()))
-        .bind(tx.tx_hash.to_string())
-        .bind(tx.raw.to_vec())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// Marks a logged transaction `mined`, `reverted` or `dropped`.
-    pub async fn set_tx_status(&self, nonce: u64, status: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE txs SET status = ? WHERE nonce = ?")
-            .bind(status)
-            .bind(nonce as i64)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    /// Transactions logged but not known to be mined, by nonce.
-    pub async fn pending_txs(&self) -> Result<Vec<TxRecord>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT nonce, kind, job_id, tx_hash, raw FROM txs WHERE status = 'pending' ORDER BY nonce",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                let corrupt = || StoreError::Corrupt {
-                    what: "transaction",
-                    job_id: row.get::<Option<String>, _>(2).unwrap_or_default(),
-                };
-                Ok(TxRecord {
-                    nonce: row.get::<i64, _>(0) as u64,
-                    kind: row.get(1),
-                    job_id: row
-                        .get::<Option<String>, _>(2)
-                        .map(|id| U256::from_str(&id).map_err(|_| corrupt()))
-                        .transpose()?,
-                    tx_hash: row.get::<String, _>(3).parse().map_err(|_| corrupt())?,
-                    raw: Bytes::from(row.get::<Vec<u8>, _>(4)),
-                })
-            })
-            .collect()
-    }
-
-    /// How many transactions of `kind` for `job_id` are logged (any status).
-    pub async fn tx_count(&self, job_id: U256, kind: &str) -> Result<i64, StoreError> {
-        Ok(
-            sqlx::query("SELECT COUNT(*) FROM txs WHERE job_id = ? AND kind = ?")
-                .bind(job_id.to_string())
-                .bind(kind)
-                .fetch_one(&self.pool)
-                .await?
-                .get(0),
-        )
-    }
-
     // ------------------------------------------------------------ gateway requests
 
     /// Claims a gateway request id; `false` when it was seen before.
@@ -493,7 +570,6 @@ fn decode_row(row: &sqlx::sqlite::SqliteRow) -> Result<JobRow, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use alloy::primitives::Address;
 
     async fn store(name: &str) -> Store {
         let dir = std::env::temp_dir().join(format!("infera-store-{name}-{}", std::process::id()));
@@ -665,22 +741,76 @@ mod tests {
         );
     }
 
+    fn fingerprint(chain_id: u64, executor: u8) -> Fingerprint {
+        Fingerprint {
+            chain_id,
+            job_escrow: Address::repeat_byte(0xe5),
+            staking: Address::repeat_byte(0x57),
+            model_registry: Address::repeat_byte(0x6e),
+            token: Address::repeat_byte(0x70),
+            executor: Address::repeat_byte(executor),
+        }
+    }
+
+    /// The first open records the deployment; the same file opened for another chain, other
+    /// contracts or another executor is refused with both named; the recorded one reopens.
     #[tokio::test]
-    async fn the_transaction_log_keeps_what_was_not_mined() {
-        let store = store("txs").await;
-        let tx = |nonce: u64| TxRecord {
-            nonce,
-            kind: "submit".into(),
-            job_id: Some(U256::from(7)),
-            tx_hash: B256::repeat_byte(nonce as u8),
-            raw: Bytes::from(vec![nonce as u8; 3]),
-        };
-        store.log_tx(&tx(0)).await.unwrap();
-        store.log_tx(&tx(1)).await.unwrap();
-        store.set_tx_status(0, "mined").await.unwrap();
-        assert_eq!(store.pending_txs().await.unwrap(), vec![tx(1)]);
-        assert_eq!(store.tx_count(U256::from(7), "submit").await.unwrap(), 2);
-        assert_eq!(store.tx_count(U256::from(7), "accept").await.unwrap(), 0);
+    async fn a_database_belongs_to_one_deployment() {
+        let dir = std::env::temp_dir().join(format!("infera-store-fp-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        // The directory is created with the file.
+        let path = dir.join("nested").join("executor.sqlite");
+        let ours = fingerprint(31_337, 0xaa);
+        let store = Store::open_for(&path, &ours).await.unwrap();
+        store
+            .record_scan(&[new_job(1, Stage::Posted)], &[], 20)
+            .await
+            .unwrap();
+        drop(store);
+
+        let mut other_escrow = ours;
+        other_escrow.job_escrow = Address::repeat_byte(0xe6);
+        let others = [
+            fingerprint(1, 0xaa),
+            fingerprint(31_337, 0xbb),
+            other_escrow,
+            Fingerprint {
+                token: Address::repeat_byte(0x71),
+                ..ours
+            },
+        ];
+        for other in others {
+            let error = Store::open_for(&path, &other).await.unwrap_err();
+            let StoreError::OtherDeployment {
+                stored, configured, ..
+            } = &error
+            else {
+                panic!("{error}");
+            };
+            assert_eq!((**stored, **configured), (ours, other));
+            let text = error.to_string();
+            assert!(
+                text.contains(&ours.to_string()) && text.contains(&other.to_string()),
+                "{text}"
+            );
+            assert!(text.contains(&path.display().to_string()), "{text}");
+        }
+        let store = Store::open_for(&path, &ours).await.unwrap();
+        assert_eq!(store.next_block().await.unwrap(), Some(20));
+    }
+
+    #[test]
+    fn the_default_path_is_absolute_and_names_the_chain_and_executor() {
+        let path = default_path(31_337, Address::repeat_byte(0xab)).unwrap();
+        assert!(path.is_absolute(), "{}", path.display());
+        assert!(
+            path.ends_with(format!(
+                "infera/executor/31337-0x{}.sqlite",
+                "ab".repeat(20)
+            )),
+            "{}",
+            path.display()
+        );
     }
 
     #[tokio::test]

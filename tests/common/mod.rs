@@ -2,7 +2,11 @@
 
 #![allow(dead_code)]
 
-use std::{path::PathBuf, time::Duration};
+use std::{
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
 
 use alloy::{
     network::EthereumWallet,
@@ -15,8 +19,9 @@ use infera::{
     devnet::{self, Devnet, DevnetConfig},
     market::{JobMarket, new_salt},
 };
+use infera_chain::bindings::IJobEscrow;
 use infera_executor::ExecutorConfig;
-use infera_protocol::{bindings::IJobEscrow, models::DEFAULT_MODEL};
+use infera_protocol::models::DEFAULT_MODEL;
 
 /// Dev account indexes: 0 governance, 1 requester, 2 executor, 3 keeper, 4 gateway.
 pub const REQUESTER: usize = 1;
@@ -103,7 +108,7 @@ impl Net {
             rpc_url: self.devnet.anvil.endpoint(),
             job_escrow: Some(self.devnet.deployment.job_escrow),
             private_key_file: Some(key_file),
-            database: self.dir.join(format!("executor-{index}.db")),
+            database: Some(self.dir.join(format!("executor-{index}.db"))),
             listen: "127.0.0.1:0".parse()?,
             gateways,
             poll_interval_ms: 100,
@@ -185,6 +190,70 @@ impl Net {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+}
+
+/// Starts the real `infera executor` process with `config` written to a file, `crash_after` set
+/// when given (see `ExecutorConfig::crash_after`).
+pub fn spawn_executor(
+    net: &Net,
+    config: &ExecutorConfig,
+    crash_after: Option<&str>,
+) -> Result<Child> {
+    let path = net.dir.join("executor.toml");
+    std::fs::write(&path, toml::to_string(config)?)?;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_infera"));
+    command
+        .args(["executor", "--config"])
+        .arg(&path)
+        .env("RUST_LOG", "warn,infera_executor=info,infera_chain=info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    if let Some(stage) = crash_after {
+        command.env("INFERA_EXECUTOR_CRASH_AFTER", stage);
+    }
+    Ok(command.spawn()?)
+}
+
+/// Waits for the process to die by itself (an injected crash).
+pub async fn wait_crash(child: &mut Child, timeout: Duration) -> Result<()> {
+    let until = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(exit) = child.try_wait()? {
+            ensure!(
+                !exit.success(),
+                "the executor exited cleanly instead of crashing"
+            );
+            return Ok(());
+        }
+        ensure!(
+            tokio::time::Instant::now() < until,
+            "the executor did not crash"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `kill -9`, and reap.
+pub fn kill(child: &mut Child) -> Result<()> {
+    child.kill()?;
+    child.wait()?;
+    Ok(())
+}
+
+/// A TCP port free right now on 127.0.0.1 (for an executor process whose address the test must
+/// know before it starts).
+pub fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// The database file an executor configuration names.
+pub fn database(config: &ExecutorConfig) -> Result<&std::path::Path> {
+    config
+        .database
+        .as_deref()
+        .ok_or_else(|| eyre!("the test configuration names no database"))
 }
 
 /// The default model must be in the cache; a clear message otherwise.
