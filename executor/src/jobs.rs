@@ -799,7 +799,7 @@ mod tests {
             },
             requester: Address::repeat_byte(2),
             promptHash: B256::repeat_byte(3),
-            samplerVersion: 1,
+            samplerVersion: SAMPLER_VERSION,
             rulesVersion: 1,
             minExecutorStake: U96::from(100u64),
             validatorFeeBps: 500,

@@ -595,7 +595,7 @@ mod tests {
             },
             requester: Address::repeat_byte(requester),
             promptHash: B256::repeat_byte(2),
-            samplerVersion: 1,
+            samplerVersion: infera_protocol::SAMPLER_VERSION,
             rulesVersion: 1,
             minExecutorStake: alloy::primitives::aliases::U96::from(100u64),
             validatorFeeBps: 500,
