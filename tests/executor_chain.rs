@@ -18,7 +18,6 @@ use std::{process::Child, time::Duration};
 
 use alloy::{
     consensus::Transaction as _,
-    network::TransactionResponse as _,
     primitives::{Address, B256, U256},
     providers::{DynProvider, Provider, ext::AnvilApi, ext::TxPoolApi},
     rpc::types::Filter,
@@ -108,7 +107,7 @@ async fn scenarios(
         .get_transaction_by_hash(old_accept)
         .await?
         .ok_or_else(|| eyre!("the old acceptance is not known"))?;
-    let (old_fee, old_nonce) = (old.max_fee_per_gas(), old.nonce());
+    let (old_fee, old_nonce) = (max_fee(&old), old.nonce());
     ensure!(old_fee < SPIKE / 2, "the old acceptance bid {old_fee}");
 
     let head = provider.get_block_number().await?;
@@ -154,7 +153,7 @@ async fn scenarios(
         u128::from(accept_block.header.base_fee_per_gas.unwrap_or_default()) >= SPIKE / 2,
         "the acceptance was mined after the spike"
     );
-    ensure!(accept_tx.max_fee_per_gas() >= SPIKE / 2);
+    ensure!(max_fee(&accept_tx) >= SPIKE / 2);
     let result = job_log::<JobEscrow::ResultSubmitted>(net, spiked_job).await?;
     let result_block = provider
         .get_block_by_number(
@@ -200,6 +199,11 @@ async fn scenarios(
     Ok(())
 }
 
+/// The fee cap a transaction bid.
+fn max_fee(tx: &alloy::rpc::types::Transaction) -> u128 {
+    alloy::consensus::Transaction::max_fee_per_gas(tx)
+}
+
 /// Stops mining (automine and interval alike).
 async fn pause_mining(provider: &DynProvider) -> Result<()> {
     provider.anvil_set_interval_mining(0).await?;
@@ -242,14 +246,18 @@ async fn wait_in_mempool(
     let until = tokio::time::Instant::now() + WAIT;
     loop {
         let pool = provider.txpool_content().await?;
-        let found = pool
-            .pending
-            .get(&sender)
+        let mut found = None;
+        for txs in [pool.pending.get(&sender), pool.queued.get(&sender)]
             .into_iter()
-            .chain(pool.queued.get(&sender))
-            .flat_map(|txs| txs.values())
-            .find(|tx| tx.input().starts_with(&selector))
-            .map(|tx| tx.tx_hash());
+            .flatten()
+        {
+            if let Some(tx) = txs
+                .values()
+                .find(|tx| tx.inner.input().starts_with(&selector))
+            {
+                found = Some(*tx.inner.tx_hash());
+            }
+        }
         if let Some(hash) = found {
             return Ok(hash);
         }

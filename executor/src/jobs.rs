@@ -20,9 +20,7 @@ use alloy::{
 use infera_chain::bindings::{IJobEscrow, JobEscrow};
 use infera_chain::market::EXECUTOR_ROLE;
 use infera_engine::{Engine, GenerateRequest, Reservation};
-use infera_protocol::{
-    CommitmentInput, SAMPLER_VERSION, Sampler, pack_tokens, prompt::Prompt, tokens_hash,
-};
+use infera_protocol::{SAMPLER_VERSION, Sampler, pack_tokens, prompt::Prompt, tokens_hash};
 use tokio::sync::Semaphore;
 
 use crate::{
@@ -775,6 +773,7 @@ fn commitment(
 mod tests {
     use super::*;
     use alloy::primitives::{aliases::U96, keccak256};
+    use infera_protocol::CommitmentInput;
     use infera_protocol::FinishReason;
 
     fn job(escrow: u64, collateral_bps: u16) -> IJobEscrow::Job {
