@@ -11,16 +11,12 @@ use alloy::{
     signers::local::PrivateKeySigner,
     sol_types::SolEvent,
 };
+use infera_chain::bindings::{IJobEscrow, JobEscrow};
 use infera_chain::{
     deploy::{ChainError, Deployment},
     market::{JobMarket, new_salt},
 };
-use infera_protocol::{
-    SamplingParams,
-    bindings::{IJobEscrow, JobEscrow},
-    models::DEFAULT_MODEL,
-    unpack_tokens,
-};
+use infera_protocol::{SamplingParams, models::DEFAULT_MODEL, unpack_tokens};
 use serde::Serialize;
 
 /// What to post.
@@ -122,8 +118,8 @@ pub enum JobError {
     /// A transaction or call failed.
     #[error(transparent)]
     Chain(#[from] ChainError),
-    /// The node failed.
-    #[error("rpc: {0}")]
+    /// The node failed (credentials in URLs of the message masked).
+    #[error("rpc: {}", infera_chain::redact::redact_text(&.0.to_string()))]
     Rpc(#[from] alloy::transports::TransportError),
     /// No result in time.
     #[error("no result for job {job_id} after {waited:?} (is an executor serving the model?)")]

@@ -14,7 +14,21 @@ struct Args {
 }
 
 #[tokio::main]
-async fn main() -> eyre::Result<()> {
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(report) => {
+            // Errors can quote the RPC or database URL: credentials in it are masked.
+            eprintln!(
+                "Error: {}",
+                infera_chain::redact::redact_text(&format!("{report:?}"))
+            );
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> eyre::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

@@ -9,6 +9,7 @@
 use std::{collections::HashMap, time::Duration};
 
 use alloy::{primitives::B256, rpc::types::Log};
+use infera_chain::redact::{redact_text, redact_url};
 use serde::Serialize;
 // Statements are built from the constant table and column names of `Table` impls only; values are
 // always bound, never formatted in.
@@ -26,13 +27,21 @@ use crate::rows::{
 /// Database errors.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The database refused a statement or could not be reached.
-    #[error("database: {0}")]
+    /// The database refused a statement. The message is shown with credentials in URLs masked.
+    #[error("database: {}", redact_text(&.0.to_string()))]
     Sql(#[from] sqlx::Error),
+    /// The database could not be reached or opened.
+    #[error("cannot open database {url}: {}", redact_text(&.source.to_string()))]
+    Connect {
+        /// The database URL, credentials masked.
+        url: String,
+        /// Why.
+        source: sqlx::Error,
+    },
     /// Migrations failed.
     #[error("database migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    /// The URL names no supported database.
+    /// The URL names no supported database (the URL is kept with credentials masked).
     #[error("unsupported database URL {0:?}: use sqlite://FILE or postgres://…")]
     UnsupportedUrl(String),
     /// A stored row does not read back as its type.
@@ -85,7 +94,7 @@ impl Backend {
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             Ok(Self::Postgres)
         } else {
-            Err(StoreError::UnsupportedUrl(url.to_owned()))
+            Err(StoreError::UnsupportedUrl(redact_url(url)))
         }
     }
 }
@@ -185,7 +194,11 @@ impl Store {
                 })
             })
             .connect(&url)
-            .await?;
+            .await
+            .map_err(|source| StoreError::Connect {
+                url: redact_url(&url),
+                source,
+            })?;
         match backend {
             Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await?,
             Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
@@ -679,8 +692,9 @@ pub(crate) async fn insert_undo(
     Ok(())
 }
 
-/// Stores the headers of unfinalized blocks and forgets those at or below `finalized` (keeping
-/// `keep`, the cursor's block).
+/// Stores the headers of unfinalized blocks and forgets those below `finalized` (keeping `keep`,
+/// the cursor's block). The finalized block's own header stays: it is the deepest common ancestor
+/// a reorg may roll back to.
 pub(crate) async fn save_blocks(
     conn: &mut AnyConnection,
     chain_id: u64,
@@ -708,7 +722,7 @@ pub(crate) async fn save_blocks(
             .execute(&mut *conn)
             .await?;
     }
-    sqlx::query("DELETE FROM blocks WHERE chain_id = $1 AND number <= $2 AND number <> $3")
+    sqlx::query("DELETE FROM blocks WHERE chain_id = $1 AND number < $2 AND number <> $3")
         .bind(int_i64(chain_id))
         .bind(int_i64(finalized))
         .bind(int_i64(keep))

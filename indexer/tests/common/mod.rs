@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use std::{
     path::PathBuf,
     sync::atomic::{AtomicUsize, Ordering},
@@ -16,6 +18,7 @@ use alloy::{
     signers::local::PrivateKeySigner,
 };
 use eyre::{Result, ensure, eyre};
+use infera_chain::bindings::{IJobEscrow, JobEscrow, MockSettlementToken, Staking};
 use infera_chain::{
     devnet::{self, Devnet, DevnetConfig},
     market::{JobMarket, new_salt},
@@ -26,7 +29,6 @@ use infera_indexer::{
         BalanceRow, DisputeRow, ExecutorRow, JobRow, ModelRow, PriceRow, RulesRow, StakeRow, Table,
     },
 };
-use infera_protocol::bindings::{IJobEscrow, JobEscrow, MockSettlementToken, Staking};
 use sqlx::{Connection, Executor, Row};
 
 /// Dev accounts: 0 governance, 1 requester, 2 executor.
