@@ -135,4 +135,16 @@ mod tests {
             IndexerConfig::load(Some(Path::new("/nonexistent/indexer.toml")), env(&[])).is_err()
         );
     }
+
+    #[test]
+    fn a_bad_database_url_is_named_without_its_password() {
+        let err = IndexerConfig::load(
+            None,
+            env(&[("INFERA_INDEXER_DATABASE_URL", "mysql://indexer:hunter2@db/x")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("mysql://indexer:***@db/x"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+    }
 }

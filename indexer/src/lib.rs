@@ -13,6 +13,7 @@
 
 pub mod api;
 pub mod config;
+pub mod feed;
 pub mod rows;
 pub mod state;
 pub mod store;
@@ -21,6 +22,7 @@ pub mod sync;
 use std::future::Future;
 
 pub use config::IndexerConfig;
+pub use feed::{Feed, Position};
 pub use state::Contracts;
 pub use store::{Backend, Cursor, Store, StoreError};
 pub use sync::{Indexer, IndexerError, Step};

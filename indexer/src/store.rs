@@ -805,6 +805,27 @@ mod tests {
         }
     }
 
+    /// A database that refuses the connection is named, without its password (the test server
+    /// answers at once that the role does not exist; without a server the pool gives up after its
+    /// acquire timeout).
+    #[tokio::test]
+    async fn connect_errors_name_the_database_without_its_password() {
+        let err = super::Store::connect("postgres://no_such_role:hunter2@127.0.0.1:5432/test")
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            matches!(err, super::StoreError::Connect { .. }),
+            "{text}"
+        );
+        assert!(
+            text.contains("postgres://no_such_role:***@127.0.0.1:5432/test"),
+            "{text}"
+        );
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(!format!("{err:?}").contains("hunter2"), "{err:?}");
+    }
+
     /// Every migration file of either dialect is listed above (and so compared).
     #[test]
     fn every_migration_is_compared() {

@@ -19,7 +19,8 @@ use common::{
     reference, wait_caught_up,
 };
 use eyre::{Result, ensure, eyre};
-use infera_indexer::Indexer;
+use infera_chain::bindings::JobEscrow;
+use infera_indexer::{Feed, Indexer, Position};
 
 /// `slots_in_an_epoch` for these chains: anvil's finalized block is two epochs below the head,
 /// which leaves room above the proxy's lag of up to three blocks.
@@ -180,5 +181,114 @@ async fn a_reorg_down_to_the_finalized_block_rolls_back_on_postgres() -> Result<
     let result = reorg_at_the_finalized_block(&mut chain, &db, &reference_db).await;
     db.drop_database().await?;
     reference_db.drop_database().await?;
+    result
+}
+
+/// Reads the feed of JobPosted logs from `position` until it reaches the indexer's cursor,
+/// appending (block, job id, prompt) to `seen`; on a reorg, drops what it read above the ancestor
+/// and reads again from there. Returns the new position and how many reorgs it saw.
+async fn read_posts(
+    store: &infera_indexer::Store,
+    chain: &Chain,
+    mut position: Position,
+    seen: &mut Vec<(u64, alloy::primitives::U256, alloy::primitives::Bytes)>,
+) -> Result<(Position, usize)> {
+    let topic = <JobEscrow::JobPosted as alloy::sol_types::SolEvent>::SIGNATURE_HASH;
+    let escrow = chain.devnet.deployment.job_escrow;
+    let mut reorgs = 0;
+    loop {
+        let cursor = store
+            .cursor(chain.chain_id())
+            .await?
+            .ok_or_else(|| eyre!("no cursor"))?;
+        match store
+            .feed(chain.chain_id(), position, &[escrow], &[topic], 3)
+            .await?
+        {
+            Feed::Reorged { ancestor } => {
+                reorgs += 1;
+                seen.retain(|(block, _, _)| *block <= ancestor.block_number);
+                position = ancestor;
+            }
+            Feed::Logs { logs, next } => {
+                for log in logs {
+                    let block = log.block_number.unwrap_or_default();
+                    let posted = log.log_decode::<JobEscrow::JobPosted>()?.inner.data;
+                    seen.push((block, posted.jobId, posted.prompt));
+                }
+                position = next;
+                if position.block_number == cursor.block_number {
+                    return Ok((position, reorgs));
+                }
+            }
+        }
+    }
+}
+
+async fn feed_through_a_reorg(chain: &mut Chain, db: &Db) -> Result<()> {
+    chain.mine(3 * SLOTS).await?;
+    let indexer = Indexer::connect(chain.config(&db.url)).await?;
+    let store = indexer.store().clone();
+    let follower = common::Follower::start(&indexer);
+    for i in 0..3 {
+        chain.post(&format!("before {i}")).await?;
+    }
+    wait_caught_up(&store, chain, Duration::from_secs(30)).await?;
+    let mut seen = Vec::new();
+    let (position, _) = read_posts(&store, chain, Position::before(0), &mut seen).await?;
+    ensure!(seen.len() == 3, "{} posts read", seen.len());
+
+    // A branch the consumer reads, then another one replaces it.
+    let provider = chain.provider();
+    let snapshot = provider.anvil_snapshot().await?;
+    for i in 0..2 {
+        chain.post(&format!("orphaned {i}")).await?;
+    }
+    wait_caught_up(&store, chain, Duration::from_secs(30)).await?;
+    let (position, _) = read_posts(&store, chain, position, &mut seen).await?;
+    ensure!(seen.len() == 5, "{} posts read", seen.len());
+    ensure!(provider.anvil_revert(snapshot).await?, "revert failed");
+    chain.reconnect()?;
+    for i in 0..3 {
+        chain.post(&format!("canonical {i}")).await?;
+    }
+    wait_caught_up(&store, chain, Duration::from_secs(30)).await?;
+    let (_, reorgs) = read_posts(&store, chain, position, &mut seen).await?;
+    follower.stop().await?;
+    ensure!(reorgs >= 1, "the consumer was not told of the reorg");
+
+    // What the chain says now, straight from the node.
+    let filter = alloy::rpc::types::Filter::new()
+        .address(chain.devnet.deployment.job_escrow)
+        .event_signature(<JobEscrow::JobPosted as alloy::sol_types::SolEvent>::SIGNATURE_HASH)
+        .from_block(0);
+    let mut expected = Vec::new();
+    for log in provider.get_logs(&filter).await? {
+        let posted = log.log_decode::<JobEscrow::JobPosted>()?.inner.data;
+        expected.push((log.block_number.unwrap_or_default(), posted.jobId, posted.prompt));
+    }
+    ensure!(
+        seen == expected,
+        "the consumer read {seen:?}\nthe chain has {expected:?}"
+    );
+    ensure!(expected.len() == 6);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_of_the_feed_follows_a_reorg_on_sqlite() -> Result<()> {
+    let mut chain = Chain::start("feed", SLOTS).await?;
+    let db = Db::sqlite(&chain, "following");
+    feed_through_a_reorg(&mut chain, &db).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_of_the_feed_follows_a_reorg_on_postgres() -> Result<()> {
+    let Some(db) = Db::postgres("feed").await? else {
+        return Ok(());
+    };
+    let mut chain = Chain::start("feed-pg", SLOTS).await?;
+    let result = feed_through_a_reorg(&mut chain, &db).await;
+    db.drop_database().await?;
     result
 }
