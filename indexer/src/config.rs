@@ -140,7 +140,10 @@ mod tests {
     fn a_bad_database_url_is_named_without_its_password() {
         let err = IndexerConfig::load(
             None,
-            env(&[("INFERA_INDEXER_DATABASE_URL", "mysql://indexer:hunter2@db/x")]),
+            env(&[(
+                "INFERA_INDEXER_DATABASE_URL",
+                "mysql://indexer:hunter2@db/x",
+            )]),
         )
         .unwrap_err()
         .to_string();

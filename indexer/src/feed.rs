@@ -121,7 +121,9 @@ impl Store {
         if let Some(hash) = after.block_hash
             && after.block_number > finalized
         {
-            let row = stored_hash(after.block_number).fetch_optional(&mut *tx).await?;
+            let row = stored_hash(after.block_number)
+                .fetch_optional(&mut *tx)
+                .await?;
             let stored: Option<B256> = row
                 .map(|row| get_parsed(&row, "hash"))
                 .transpose()

@@ -814,10 +814,7 @@ mod tests {
             .await
             .unwrap_err();
         let text = err.to_string();
-        assert!(
-            matches!(err, super::StoreError::Connect { .. }),
-            "{text}"
-        );
+        assert!(matches!(err, super::StoreError::Connect { .. }), "{text}");
         assert!(
             text.contains("postgres://no_such_role:***@127.0.0.1:5432/test"),
             "{text}"

@@ -208,13 +208,12 @@ const RANGE_LIMIT_TEXT: &[&str] = &[
 /// is a range limit.
 pub(crate) fn refusal(error: &RpcError<TransportErrorKind>) -> Refusal {
     match error {
-        RpcError::Transport(kind) => {
-            if kind
-                .as_http_error()
-                .is_some_and(|http| http.is_rate_limit_err() || http.is_temporarily_unavailable())
-            {
-                return Refusal::RateLimit;
-            }
+        RpcError::Transport(kind)
+            if kind.as_http_error().is_some_and(|http| {
+                http.is_rate_limit_err() || http.is_temporarily_unavailable()
+            }) =>
+        {
+            return Refusal::RateLimit;
         }
         RpcError::ErrorResp(payload) if payload.code == 429 => return Refusal::RateLimit,
         _ => {}

@@ -265,7 +265,11 @@ async fn feed_through_a_reorg(chain: &mut Chain, db: &Db) -> Result<()> {
     let mut expected = Vec::new();
     for log in provider.get_logs(&filter).await? {
         let posted = log.log_decode::<JobEscrow::JobPosted>()?.inner.data;
-        expected.push((log.block_number.unwrap_or_default(), posted.jobId, posted.prompt));
+        expected.push((
+            log.block_number.unwrap_or_default(),
+            posted.jobId,
+            posted.prompt,
+        ));
     }
     ensure!(
         seen == expected,
