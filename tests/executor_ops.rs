@@ -298,13 +298,20 @@ async fn accepted_jobs_keep_their_engine_place_and_health_tells_the_truth() -> R
         let market = net.requester.market.clone();
         tokio::spawn(async move { market.post_job(spec, Bytes::from_static(PROMPT)).await })
     };
-    let job_id = loop {
-        provider.anvil_mine(Some(1), None).await?;
-        if posting.is_finished() {
-            break posting.await??.0.jobId;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    // Mine exactly the block with the posting once it is in the pool, and no more.
+    let requester = net.requester.address;
+    let until = tokio::time::Instant::now() + Duration::from_secs(60);
+    while provider.get_transaction_count(requester).pending().await?
+        == provider.get_transaction_count(requester).latest().await?
+    {
+        ensure!(
+            tokio::time::Instant::now() < until,
+            "the job was never sent"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    provider.anvil_mine(Some(1), None).await?;
+    let job_id = posting.await??.0.jobId;
     // The executor finds it and sends its acceptance, which waits in the pool.
     let until = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
