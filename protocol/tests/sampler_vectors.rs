@@ -87,7 +87,7 @@ fn cases() -> Vec<Case> {
     }
     // Probabilities 0.5, 0.3, 0.2 (logits are `ln` of them, as `f32`): top-p at 0.5 and 0.8 sits
     // on a boundary of the cumulative mass.
-    let three = vec![-0.693_147_2_f32, -1.203_972_8, -1.609_438];
+    let three = vec![-std::f32::consts::LN_2, -1.203_972_8, -1.609_438];
     // Two tokens far ahead and near-equal, a tail of equal logits.
     let mut near_tie = vec![0.0_f32; 64];
     near_tie[5] = 9.0;
@@ -222,7 +222,7 @@ fn run(case: &Case) -> Vec<String> {
         );
         for id in claims(&case.logits, sampled.token) {
             let margin = sampler.margin(t, &case.logits, id);
-            write!(line, " m[{id}]={:#018x}", margin.to_bits()).unwrap();
+            line += &format!(" m[{id}]={:#018x}", margin.to_bits());
         }
         lines.push(line);
     }
