@@ -279,6 +279,62 @@ async fn stuck_transaction_under_a_base_fee_spike_is_replaced_with_bumped_fees()
 }
 
 #[tokio::test]
+async fn transaction_waiting_in_the_mempool_is_bumped_on_schedule() -> Result<()> {
+    let (anvil, provider) = start_anvil(&["--no-mining"])?;
+    let db = db_path("schedule");
+    let manager = manager(&anvil, &provider, 0, &db, config(Duration::from_secs(1))).await?;
+    let keeper = keeper(&manager);
+
+    let pending = manager
+        .send(
+            "submit",
+            Some(U256::from(9)),
+            transfer(anvil.addresses()[1]),
+        )
+        .await?;
+    let first_hash = pending.first_hash;
+    // Nothing is mined: after `resubmit_after` the manager re-signs at the same nonce, and the
+    // node swaps the replacement in for the original.
+    wait_until(
+        "the replacement displaces the original in the mempool",
+        || async {
+            let entries = nonce_entries(&manager, 0).await?;
+            let Some(newest) = entries.last().filter(|e| e.tx_hash != first_hash) else {
+                return Ok(false);
+            };
+            Ok(provider
+                .get_transaction_by_hash(newest.tx_hash)
+                .await?
+                .is_some()
+                && provider
+                    .get_transaction_by_hash(first_hash)
+                    .await?
+                    .is_none())
+        },
+    )
+    .await?;
+    keeper.abort();
+    mine_until_count(&provider, manager.address(), 1).await?;
+    let receipt = pending.confirmed().await?;
+    let entries = nonce_entries(&manager, 0).await?;
+    let mined = entries
+        .iter()
+        .find(|e| e.tx_hash == receipt.transaction_hash)
+        .ok_or_else(|| eyre::eyre!("the mined hash is not in the log"))?;
+    assert_ne!(mined.tx_hash, first_hash, "a replacement is the one mined");
+    assert_eq!(mined.status, TxStatus::Mined);
+    assert!(mined.max_fee_per_gas >= infera_chain::tx::bumped(entries[0].max_fee_per_gas));
+    assert!(
+        entries
+            .iter()
+            .filter(|e| e.tx_hash != mined.tx_hash)
+            .all(|e| e.status == TxStatus::Superseded),
+        "{entries:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
 async fn nonce_gap_nobody_logged_is_filled() -> Result<()> {
     let (anvil, provider) = start_anvil(&["--no-mining"])?;
     let db = db_path("gap");
@@ -401,10 +457,13 @@ async fn concurrent_sends_get_distinct_nonces_and_are_all_confirmed() -> Result<
     let manager = manager(&anvil, &provider, 0, &db, config(Duration::from_secs(3600))).await?;
     let keeper = keeper(&manager);
     let to = anvil.addresses()[1];
+    let balance_before = provider.get_balance(to).await?;
     let tasks: Vec<_> = (0..SENDS)
         .map(|job| {
             let manager = manager.clone();
             tokio::spawn(async move {
+                // Identical transfers: two signed at the same nonce would be one transaction
+                // (same bytes, same hash, "already known") and payments would be lost silently.
                 let pending = manager
                     .send("accept", Some(U256::from(job)), transfer(to))
                     .await?;
@@ -425,6 +484,11 @@ async fn concurrent_sends_get_distinct_nonces_and_are_all_confirmed() -> Result<
     assert_eq!(
         provider.get_transaction_count(manager.address()).await?,
         SENDS
+    );
+    // Every transfer happened exactly once.
+    assert_eq!(
+        provider.get_balance(to).await? - balance_before,
+        U256::from(SENDS)
     );
     keeper.abort();
     Ok(())
