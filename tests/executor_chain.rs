@@ -46,6 +46,8 @@ async fn the_executor_completes_its_jobs_through_drops_restarts_and_fee_spikes()
         // A fixed endpoint: restarts do not re-register.
         endpoint: Some("http://127.0.0.1:1".into()),
         resubmit_after_secs: 2,
+        // Fixed: restarts (with mining paused) must not need a registration transaction.
+        hardware: Some("test".into()),
         ..net.executor_config(EXECUTOR, Vec::new())?
     };
     let me = infera::keys::load_signer(config.private_key_file.as_deref())?.address();
