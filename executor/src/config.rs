@@ -30,6 +30,9 @@ pub struct ExecutorConfig {
     /// never relative to the working directory). It belongs to one chain, one set of contracts and
     /// one executor key: the executor refuses to run on a database recorded for another.
     pub database: Option<PathBuf>,
+    /// SQLite file of the embedded indexer the job loop follows the chain through (default: next
+    /// to the database, `<database>.index.sqlite`).
+    pub index_database: Option<PathBuf>,
     /// Address the HTTP endpoint (gateway requests, /health, /metrics) listens on.
     pub listen: SocketAddr,
     /// URL registered on-chain for gateways to reach this executor (default: `http://{listen}`).
@@ -115,6 +118,7 @@ impl Default for ExecutorConfig {
             job_escrow: None,
             private_key_file: None,
             database: None,
+            index_database: None,
             listen: SocketAddr::from(([127, 0, 0, 1], 8600)),
             endpoint: None,
             hardware: None,
@@ -208,6 +212,16 @@ impl ExecutorConfig {
     /// How often to poll.
     pub fn poll_interval(&self) -> std::time::Duration {
         std::time::Duration::from_millis(self.poll_interval_ms)
+    }
+
+    /// The embedded indexer's database for an executor whose database is `database`: the
+    /// configured `index_database`, or `<database>.index.sqlite`.
+    pub fn index_database(&self, database: &std::path::Path) -> PathBuf {
+        self.index_database.clone().unwrap_or_else(|| {
+            let mut path = database.as_os_str().to_owned();
+            path.push(".index.sqlite");
+            PathBuf::from(path)
+        })
     }
 
     /// The model file of `model`: its configured path, or the cache path of the default model.
@@ -334,6 +348,11 @@ output_price = 2
         );
         // The database is found from the chain and the key unless configured.
         assert_eq!(ExecutorConfig::default().database, None);
+        // The embedded indexer's database sits next to the executor's unless configured.
+        assert_eq!(
+            ExecutorConfig::default().index_database(std::path::Path::new("/d/e.sqlite")),
+            PathBuf::from("/d/e.sqlite.index.sqlite")
+        );
         let tx = config("accepted").tx_config();
         assert_eq!(
             (

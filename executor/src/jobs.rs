@@ -20,6 +20,7 @@ use alloy::{
 use infera_chain::bindings::{IJobEscrow, JobEscrow};
 use infera_chain::market::EXECUTOR_ROLE;
 use infera_engine::{Engine, GenerateRequest, Reservation};
+use infera_indexer::{Feed, Position};
 use infera_protocol::{SAMPLER_VERSION, Sampler, pack_tokens, prompt::Prompt, tokens_hash};
 use tokio::sync::Semaphore;
 
@@ -28,8 +29,18 @@ use crate::{
     store::{JobRow, NewJob, Stage, Store, StoreError},
 };
 
-/// Blocks read per `eth_getLogs` call.
-const SCAN_RANGE: u64 = 2_000;
+/// Blocks read from the indexer's feed at once.
+const FEED_BLOCKS: u64 = 5_000;
+/// Feed reads per tick at most (a fresh executor with a start block catches up over a few ticks).
+const FEED_READS_PER_TICK: usize = 64;
+
+/// The escrow events the job loop follows.
+const FOLLOWED: [B256; 4] = [
+    JobEscrow::JobPosted::SIGNATURE_HASH,
+    JobEscrow::JobAccepted::SIGNATURE_HASH,
+    JobEscrow::JobCancelled::SIGNATURE_HASH,
+    JobEscrow::JobExpired::SIGNATURE_HASH,
+];
 
 /// On-chain `JobStatus` values.
 mod status {
@@ -83,7 +94,8 @@ pub struct LoopConfig {
     pub auto_finalize: bool,
     /// How often the chain is polled.
     pub poll_interval: Duration,
-    /// First block to scan on a new database (default: the head).
+    /// First block to scan on a new database (default: block 0; the executor passes its
+    /// configured start block, or the head it started the embedded indexer at).
     pub start_block: Option<u64>,
     /// Fault injection for crash tests (see `ExecutorConfig::crash_after`).
     pub crash_after: Option<String>,
@@ -98,6 +110,8 @@ enum StepError {
     Send(#[from] SendError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("indexer feed: {0}")]
+    Feed(#[from] infera_indexer::StoreError),
     #[error("engine: {0}")]
     Engine(#[from] infera_engine::EngineError),
     #[error("{0}")]
@@ -122,6 +136,8 @@ impl StepError {
 pub struct JobLoop {
     chain: Arc<Chain>,
     store: Store,
+    /// The embedded indexer's database: the chain's escrow events, read through its feed.
+    feed: infera_indexer::Store,
     models: HashMap<B256, Served>,
     config: LoopConfig,
     slots: Arc<Semaphore>,
@@ -131,10 +147,17 @@ pub struct JobLoop {
 }
 
 impl JobLoop {
-    /// A loop over `chain` serving `models`.
-    pub fn new(chain: Arc<Chain>, models: HashMap<B256, Served>, config: LoopConfig) -> Arc<Self> {
+    /// A loop over `chain` serving `models`, finding jobs in `feed`, the database of an indexer
+    /// following `chain` ([`infera_indexer::Indexer::follow_until`]).
+    pub fn new(
+        chain: Arc<Chain>,
+        feed: infera_indexer::Store,
+        models: HashMap<B256, Served>,
+        config: LoopConfig,
+    ) -> Arc<Self> {
         Arc::new(Self {
             store: chain.store().clone(),
+            feed,
             chain,
             models,
             slots: Arc::new(Semaphore::new(config.max_jobs)),
@@ -207,33 +230,65 @@ impl JobLoop {
 
     // ------------------------------------------------------------------ discovery
 
-    /// Reads new escrow events into the store, moving the cursor in the same transaction.
+    /// Reads new escrow events from the indexer's feed into the store, moving the position in the
+    /// same transaction, until it has caught up with the indexer. On a reorganisation the position
+    /// goes back to the common ancestor and the blocks above are read again: jobs recorded from
+    /// void blocks stay, and [`JobLoop::accept`] closes them when the chain no longer has them.
     async fn scan(&self) -> Result<(), StepError> {
-        let provider = &self.chain.provider;
-        let head = provider.get_block_number().await.map_err(SendError::from)?;
-        let from = match self.store.next_block().await? {
-            Some(block) => block,
-            None => self.config.start_block.unwrap_or(head),
+        let escrow = [*self.chain.escrow.address()];
+        let mut position = match self.store.scan_position().await? {
+            Some(position) => position,
+            None => Position::before(self.config.start_block.unwrap_or(0)),
         };
-        if from > head {
-            return Ok(());
+        for _ in 0..FEED_READS_PER_TICK {
+            let read = self
+                .feed
+                .feed(
+                    self.chain.chain_id,
+                    position,
+                    &escrow,
+                    &FOLLOWED,
+                    FEED_BLOCKS,
+                )
+                .await?;
+            let (logs, next) = match read {
+                Feed::Logs { logs, next } => (logs, next),
+                Feed::Reorged { ancestor } => {
+                    tracing::warn!(
+                        block = position.block_number,
+                        ancestor = ancestor.block_number,
+                        "chain reorganised below the scan position; reading again from the ancestor"
+                    );
+                    metrics::counter!("infera_executor_scan_reorgs_total").increment(1);
+                    self.store.record_scan(&[], &[], ancestor).await?;
+                    position = ancestor;
+                    continue;
+                }
+            };
+            if next == position {
+                return Ok(());
+            }
+            let (new, closed) = self.decode(&logs, next.block_number);
+            self.store.record_scan(&new, &closed, next).await?;
+            if !logs.is_empty() {
+                tracing::debug!(
+                    from = position.block_number + 1,
+                    to = next.block_number,
+                    events = logs.len(),
+                    "scanned"
+                );
+            }
+            position = next;
         }
-        let to = head.min(from + SCAN_RANGE - 1);
-        let filter = Filter::new()
-            .address(*self.chain.escrow.address())
-            .event_signature(vec![
-                JobEscrow::JobPosted::SIGNATURE_HASH,
-                JobEscrow::JobAccepted::SIGNATURE_HASH,
-                JobEscrow::JobCancelled::SIGNATURE_HASH,
-                JobEscrow::JobExpired::SIGNATURE_HASH,
-            ])
-            .from_block(from)
-            .to_block(to);
-        let logs = provider.get_logs(&filter).await.map_err(SendError::from)?;
+        Ok(())
+    }
+
+    /// The jobs posted and the jobs closed by others in `logs`.
+    fn decode(&self, logs: &[Log], last: u64) -> (Vec<NewJob>, Vec<(U256, String)>) {
         let mut new = Vec::new();
         let mut closed = Vec::new();
-        for log in &logs {
-            let block = log.block_number.unwrap_or(from);
+        for log in logs {
+            let block = log.block_number.unwrap_or(last);
             if let Ok(posted) = log.log_decode::<JobEscrow::JobPosted>() {
                 let posted = posted.inner.data;
                 let reason = self.first_look(&posted.job);
@@ -266,11 +321,7 @@ impl JobLoop {
                 closed.push((expired.inner.data.jobId, "expired".into()));
             }
         }
-        self.store.record_scan(&new, &closed, to + 1).await?;
-        if !logs.is_empty() {
-            tracing::debug!(from, to, events = logs.len(), "scanned");
-        }
-        Ok(())
+        (new, closed)
     }
 
     /// Why a posted job is not for this executor, judged from its terms alone.

@@ -35,6 +35,7 @@ use infera_chain::{
     market::EXECUTOR_ROLE,
 };
 use infera_engine::{DeviceKind, Engine, EngineConfig, EngineError};
+use infera_indexer::{Indexer, IndexerConfig, IndexerError};
 use infera_protocol::{SAMPLER_VERSION, models::DEFAULT_MODEL, receipt};
 
 pub use config::{ConfigError, ExecutorConfig, ModelConfig};
@@ -76,6 +77,15 @@ pub enum ExecutorError {
     /// The executor's database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The embedded indexer, which the job loop finds jobs through, could not start or stopped on
+    /// an error retrying cannot fix.
+    #[error("embedded indexer ({database}): {source}")]
+    Indexer {
+        /// Its database file.
+        database: std::path::PathBuf,
+        /// Why.
+        source: infera_indexer::IndexerError,
+    },
     /// The HTTP endpoint could not listen.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -332,15 +342,27 @@ impl Executor {
     /// [`ExecutorError::Listen`] when the HTTP server fails.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), ExecutorError> {
         let (stop, stopped) = tokio::sync::watch::channel(false);
+        let (indexer, start_block) = self.embedded_indexer().await?;
+        let index_database = self.index_database();
+        let feed = indexer.store().clone();
+        let mut indexer_stopped = stopped.clone();
+        let mut indexing = tokio::spawn(async move {
+            indexer
+                .follow_until(async move {
+                    let _ = indexer_stopped.wait_for(|stop| *stop).await;
+                })
+                .await
+        });
         let job_loop = JobLoop::new(
             Arc::clone(&self.chain),
+            feed,
             self.served.clone(),
             LoopConfig {
                 max_jobs: self.config.max_jobs,
                 min_deadline: std::time::Duration::from_secs(self.config.min_deadline_secs),
                 auto_finalize: self.config.auto_finalize,
                 poll_interval: self.config.poll_interval(),
-                start_block: self.config.start_block,
+                start_block: Some(start_block),
                 crash_after: self.config.crash_after.clone(),
             },
         );
@@ -370,11 +392,38 @@ impl Executor {
                 let _ = http_stopped.changed().await;
             });
         let server = tokio::spawn(async move { served.await });
-        shutdown.await;
+        // A fatal indexer error (a reorganisation below finality, a node on another chain, a
+        // corrupt index) would freeze job discovery: the executor stops on it, loudly.
+        let failed = tokio::select! {
+            () = shutdown => None,
+            joined = &mut indexing => Some(match joined {
+                Ok(Ok(())) => IndexerError::Config("stopped unasked".into()),
+                Ok(Err(error)) => error,
+                Err(error) => IndexerError::Config(format!("task failed: {error}")),
+            }),
+        };
+        if let Some(error) = &failed {
+            tracing::error!(%error, database = %index_database.display(), "embedded indexer stopped: no new jobs can be found; the executor stops");
+        }
         tracing::info!("executor stopping");
         let _ = stop.send(true);
         let _ = jobs.await;
+        if failed.is_none() {
+            match indexing.await {
+                Ok(Err(error)) => tracing::error!(%error, "embedded indexer failed while stopping"),
+                Err(error) if error.is_panic() => {
+                    tracing::error!(%error, "embedded indexer task panicked")
+                }
+                _ => {}
+            }
+        }
         self.tx_task.stop().await;
+        if let Some(source) = failed {
+            return Err(ExecutorError::Indexer {
+                database: index_database,
+                source,
+            });
+        }
         server
             .await
             .map_err(|e| ExecutorError::Listen {
@@ -385,6 +434,50 @@ impl Executor {
                 addr: self.local_addr,
                 source,
             })
+    }
+}
+
+impl Executor {
+    /// The embedded indexer's database file.
+    fn index_database(&self) -> std::path::PathBuf {
+        self.config.index_database(self.chain.store().path())
+    }
+
+    /// Connects the embedded indexer the job loop follows the chain through, on its own SQLite
+    /// file, and returns it with the first block the job loop reads on a new database. It starts
+    /// where the job loop stands, or at the configured start block, or (a new executor without
+    /// one) at the head: history is not scanned unless asked for.
+    async fn embedded_indexer(&self) -> Result<(Indexer, u64), ExecutorError> {
+        use alloy::providers::Provider;
+        let start_block = match self.chain.store().next_block().await? {
+            Some(next) => next,
+            None => match self.config.start_block {
+                Some(block) => block,
+                None => self
+                    .chain
+                    .provider
+                    .get_block_number()
+                    .await
+                    .map_err(SendError::from)?,
+            },
+        };
+        let database = self.index_database();
+        let config = IndexerConfig {
+            rpc_url: self.config.rpc_url.clone(),
+            job_escrow: Some(*self.chain.escrow.address()),
+            database_url: format!("sqlite://{}", database.display()),
+            start_block: Some(start_block),
+            poll_interval_ms: self.config.poll_interval_ms,
+            ..IndexerConfig::default()
+        };
+        let indexer = Indexer::connect(config)
+            .await
+            .map_err(|source| ExecutorError::Indexer {
+                database: database.clone(),
+                source,
+            })?;
+        tracing::info!(database = %database.display(), block = start_block, "embedded indexer connected");
+        Ok((indexer, start_block))
     }
 }
 

@@ -17,6 +17,7 @@ use alloy::{
     sol_types::SolValue,
 };
 use infera_chain::bindings::IJobEscrow;
+use infera_indexer::Position;
 use sqlx::{
     Row,
     sqlite::{
@@ -346,7 +347,7 @@ impl Store {
         &self.pool
     }
 
-    /// The next block to scan, if any was scanned.
+    /// The next block to scan, if any was scanned: the block after the job loop's position.
     pub async fn next_block(&self) -> Result<Option<u64>, StoreError> {
         let row = sqlx::query("SELECT next_block FROM cursor WHERE id = 1")
             .fetch_optional(&self.pool)
@@ -354,19 +355,52 @@ impl Store {
         Ok(row.map(|r| r.get::<i64, _>(0) as u64))
     }
 
-    /// Records what a scan found — new jobs, jobs closed by others — and moves the cursor to
-    /// `next_block`, all in one transaction: a crash either keeps all of it or none.
+    /// Where the job loop stands in the indexer's feed: the last block read and, above finality,
+    /// its hash; `None` before the first scan.
+    pub async fn scan_position(&self) -> Result<Option<Position>, StoreError> {
+        let row = sqlx::query("SELECT next_block, block_hash FROM cursor WHERE id = 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let next_block = row.get::<i64, _>(0) as u64;
+        let block_hash = row
+            .get::<Option<String>, _>(1)
+            .map(|hash| {
+                hash.parse::<B256>().map_err(|_| StoreError::Corrupt {
+                    what: "scan position",
+                    job_id: "(none)".into(),
+                })
+            })
+            .transpose()?;
+        Ok(Some(Position {
+            block_number: next_block.saturating_sub(1),
+            block_hash,
+        }))
+    }
+
+    /// Records what a scan found — new jobs, jobs closed by others — and moves the position to
+    /// `read` (the last block read), all in one transaction: a crash either keeps all of it or
+    /// none. Logs read again (after a restart or a reorganisation) change nothing, except a
+    /// `JobPosted` whose id this store holds with other terms in a stage not taken on (posted,
+    /// ignored, closed): job ids are sequential, so after a reorganisation the new branch's job
+    /// takes the id of the void one, and replaces it.
     pub async fn record_scan(
         &self,
         jobs: &[NewJob],
         closed: &[(U256, String)],
-        next_block: u64,
+        read: Position,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         for job in jobs {
             sqlx::query(
                 "INSERT INTO jobs (job_id, stage, job, prompt, reason, posted_block, updated_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (job_id) DO NOTHING",
+                 VALUES (?, ?, ?, ?, ?, ?, ?)
+                 ON CONFLICT (job_id) DO UPDATE SET stage = excluded.stage, job = excluded.job,
+                    prompt = excluded.prompt, reason = excluded.reason,
+                    posted_block = excluded.posted_block, updated_at = excluded.updated_at
+                 WHERE jobs.job <> excluded.job AND jobs.stage IN ('posted', 'ignored', 'closed')",
             )
             .bind(job.job_id.to_string())
             .bind(job.stage.as_str())
@@ -391,10 +425,12 @@ impl Store {
             .await?;
         }
         sqlx::query(
-            "INSERT INTO cursor (id, next_block) VALUES (1, ?)
-             ON CONFLICT (id) DO UPDATE SET next_block = excluded.next_block",
+            "INSERT INTO cursor (id, next_block, block_hash) VALUES (1, ?, ?)
+             ON CONFLICT (id) DO UPDATE SET next_block = excluded.next_block,
+                block_hash = excluded.block_hash",
         )
-        .bind(next_block as i64)
+        .bind(read.block_number.saturating_add(1) as i64)
+        .bind(read.block_hash.map(|hash| hash.to_string()))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -625,7 +661,7 @@ mod tests {
             .record_scan(
                 &[new_job(1, Stage::Posted), new_job(2, Stage::Ignored)],
                 &[],
-                20,
+                Position::before(20),
             )
             .await
             .unwrap();
@@ -671,7 +707,7 @@ mod tests {
                     (U256::from(1), "cancelled".into()),
                     (U256::from(3), "accepted by 0x..".into()),
                 ],
-                30,
+                Position::before(30),
             )
             .await
             .unwrap();
@@ -697,13 +733,77 @@ mod tests {
         );
     }
 
+    /// Logs read again change nothing; after a reorganisation the new branch's job, which takes
+    /// the void job's id (ids are sequential), replaces it unless this executor took it on; the
+    /// position keeps the hash of the last block read and goes back to an ancestor.
+    #[tokio::test]
+    async fn a_reread_is_idempotent_and_a_reposted_id_replaces_a_void_job() {
+        let store = store("reread").await;
+        assert_eq!(store.scan_position().await.unwrap(), None);
+        let tip = Position {
+            block_number: 40,
+            block_hash: Some(B256::repeat_byte(0x40)),
+        };
+        let first = [
+            new_job(1, Stage::Posted),
+            new_job(2, Stage::Posted),
+            new_job(3, Stage::Ignored),
+        ];
+        store.record_scan(&first, &[], tip).await.unwrap();
+        assert_eq!(store.scan_position().await.unwrap(), Some(tip));
+        assert_eq!(store.next_block().await.unwrap(), Some(41));
+        store
+            .set_stage(U256::from(2), Stage::Closed, Some("on-chain status 0"))
+            .await
+            .unwrap();
+        store.record_scan(&first, &[], tip).await.unwrap();
+        let same = store.job(U256::from(2)).await.unwrap().unwrap();
+        assert_eq!((same.stage, same.job), (Stage::Closed, job(2)));
+
+        // A reorganisation: back to an ancestor trusted by number, then the new branch.
+        store
+            .record_scan(&[], &[], Position::before(31))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.scan_position().await.unwrap(),
+            Some(Position::before(31))
+        );
+        let accepted = IJobEscrow::Assignment {
+            executor: Address::repeat_byte(3),
+            inputPrice: 1,
+            outputPrice: 2,
+            collateral: U256::from(2_048),
+            seed: B256::repeat_byte(0x5e),
+        };
+        store.set_accepted(U256::from(1), &accepted).await.unwrap();
+        let reposted = |id: u64| NewJob {
+            job: job(0x70 + id as u8),
+            ..new_job(id, Stage::Posted)
+        };
+        store
+            .record_scan(&[reposted(1), reposted(2), reposted(3)], &[], tip)
+            .await
+            .unwrap();
+        for id in [2, 3] {
+            let row = store.job(U256::from(id)).await.unwrap().unwrap();
+            assert_eq!(
+                (row.stage, row.job, row.reason),
+                (Stage::Posted, job(0x70 + id as u8), None)
+            );
+        }
+        // A job this executor took on keeps its terms.
+        let taken = store.job(U256::from(1)).await.unwrap().unwrap();
+        assert_eq!((taken.stage, taken.job), (Stage::Accepted, job(1)));
+    }
+
     /// Jobs recorded for the v1 contracts (whose `Job` carried the seed) cannot be decoded: migration
     /// 0002 gives up those still open, so the job loop goes on with the others.
     #[tokio::test]
     async fn jobs_of_the_v1_contracts_are_given_up_by_the_migration() {
         let store = store("v1").await;
         store
-            .record_scan(&[new_job(1, Stage::Posted)], &[], 20)
+            .record_scan(&[new_job(1, Stage::Posted)], &[], Position::before(20))
             .await
             .unwrap();
         assert_eq!(job(1).abi_encode().len(), 23 * 32);
@@ -763,7 +863,7 @@ mod tests {
         let ours = fingerprint(31_337, 0xaa);
         let store = Store::open_for(&path, &ours).await.unwrap();
         store
-            .record_scan(&[new_job(1, Stage::Posted)], &[], 20)
+            .record_scan(&[new_job(1, Stage::Posted)], &[], Position::before(20))
             .await
             .unwrap();
         drop(store);
