@@ -111,6 +111,18 @@ impl Store {
 
         if after.block_number > cursor_number {
             // The indexer rolled back below the consumer (or the consumer came from elsewhere).
+            // A consumer's block above finality cannot be checked any more, and the indexer may
+            // have indexed the new branch up to its cursor since the rollback: the blocks the
+            // consumer read below that cursor may be void too, so the finalized block is the one
+            // certain common ancestor.
+            if after.block_hash.is_some()
+                && after.block_number > finalized
+                && finalized < cursor_number
+            {
+                return Ok(Feed::Reorged {
+                    ancestor: finalized_position,
+                });
+            }
             return Ok(Feed::Reorged {
                 ancestor: Position {
                     block_number: cursor_number,
