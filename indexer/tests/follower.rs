@@ -47,6 +47,10 @@ async fn through_a_flaky_pool(chain: &mut Chain, db: &Db, reference_db: &Db) -> 
         if i % 7 == 0 {
             chain.mine(1).await?;
         }
+        if i % 3 == 0 {
+            // Let it reach the tip now and then, where the pool's lag matters.
+            wait_caught_up(&store, chain, Duration::from_secs(60)).await?;
+        }
     }
     wait_caught_up(&store, chain, Duration::from_secs(120)).await?;
     follower.stop().await?;
