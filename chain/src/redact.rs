@@ -102,7 +102,10 @@ pub fn redact_text(text: &str) -> String {
         let end = after
             .find(|c: char| {
                 c.is_whitespace()
-                    || matches!(c, '"' | '\'' | '`' | ')' | ']' | '}' | '>' | '<' | ',' | ';')
+                    || matches!(
+                        c,
+                        '"' | '\'' | '`' | ')' | ']' | '}' | '>' | '<' | ',' | ';'
+                    )
             })
             .unwrap_or(after.len());
         let url_end = at + 3 + end;
@@ -158,7 +161,10 @@ fn split_scheme(url: &str) -> (Option<&str>, &str) {
         return (None, url);
     };
     let scheme = &url[..colon];
-    let valid = scheme.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+    let valid = scheme
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic())
         && scheme
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
