@@ -9,7 +9,11 @@
 //!   is kept and each changed row's prior image is recorded, so a reorg (detected by parent hash)
 //!   rolls back to the common ancestor in one transaction. A reorg below finalized, a head below
 //!   finalized or a syncing node stops the indexer with a message instead of touching data.
-//! - Finalized history is backfilled in adaptive `eth_getLogs` ranges, several in flight.
+//! - Finalized history is backfilled in adaptive `eth_getLogs` ranges, several in flight. Above
+//!   it, logs are asked by block hash for the blocks whose bloom may hold them and checked
+//!   against the header, so a node a block behind cannot make a block look empty ([`sync`]).
+//!   Rate limits back off with jitter; URLs are logged with credentials masked.
+//! - Other services follow the chain through the indexer's raw logs ([`feed`]).
 
 pub mod api;
 pub mod config;

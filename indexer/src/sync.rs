@@ -140,7 +140,12 @@ pub struct Indexer {
     chain_id: u64,
     config: IndexerConfig,
     range: Arc<AtomicU64>,
+    /// Steps in a row that found the next block not ready.
+    not_ready: Arc<AtomicU64>,
 }
+
+/// Steps in a row the next block may be not ready before it is reported (at warn level).
+const NOT_READY_REPORT: u64 = 50;
 
 /// Fewest blocks per `eth_getLogs` after the provider keeps refusing.
 const MIN_RANGE: u64 = 1;
@@ -228,12 +233,16 @@ pub(crate) fn refusal(error: &RpcError<TransportErrorKind>) -> Refusal {
     }
 }
 
-/// Whether the node says it does not have the block asked for by hash.
+/// Whether the node says it does not have the block asked for by hash (not that it lacks the
+/// method: -32601 is an error, which the loop reports while retrying).
 fn is_unknown_block(error: &RpcError<TransportErrorKind>) -> bool {
     let RpcError::ErrorResp(payload) = error else {
         return false;
     };
     let text = payload.message.to_ascii_lowercase();
+    if payload.code == -32601 || text.contains("method") {
+        return false;
+    }
     [
         "unknown block",
         "not found",
@@ -333,6 +342,7 @@ impl Indexer {
             contracts,
             chain_id,
             range: Arc::new(AtomicU64::new(config.initial_block_range.max(MIN_RANGE))),
+            not_ready: Arc::new(AtomicU64::new(0)),
             config,
         };
         let start_ref = indexer.header(before).await?.block;
@@ -761,10 +771,21 @@ impl Indexer {
             .await?;
         let ready = answers.iter().take_while(|a| a.is_some()).count();
         if ready < headers.len() {
-            tracing::debug!(
-                block = from + ready as u64,
-                "the node cannot answer for this block yet; indexing up to the one before"
-            );
+            let steps = self.not_ready.fetch_add(1, Ordering::Relaxed) + 1;
+            if steps.is_multiple_of(NOT_READY_REPORT) {
+                tracing::warn!(
+                    block = from + ready as u64,
+                    steps,
+                    "the node still cannot answer for this block's logs (by hash, or its receipts)"
+                );
+            } else {
+                tracing::debug!(
+                    block = from + ready as u64,
+                    "the node cannot answer for this block yet; indexing up to the one before"
+                );
+            }
+        } else {
+            self.not_ready.store(0, Ordering::Relaxed);
         }
         let Some(last) = headers.get(..ready).and_then(|h| h.last()).map(|h| h.block) else {
             return Ok(Step::Idle);
@@ -935,6 +956,20 @@ mod tests {
             refusal(&TransportErrorKind::http_error(500, String::new())),
             Refusal::Other
         );
+    }
+
+    #[test]
+    fn an_unknown_block_is_not_a_missing_method() {
+        assert!(is_unknown_block(&error_resp(-32000, "unknown block")));
+        assert!(is_unknown_block(&error_resp(-32000, "header not found")));
+        assert!(!is_unknown_block(&error_resp(
+            -32601,
+            "the method eth_getBlockReceipts does not exist/is not available"
+        )));
+        assert!(!is_unknown_block(&TransportErrorKind::http_error(
+            404,
+            "not found".into()
+        )));
     }
 
     #[test]
