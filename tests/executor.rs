@@ -241,7 +241,19 @@ async fn executor_serves_jobs_and_gateways_on_a_devnet() -> Result<()> {
         "{:?}",
         row.reason
     );
-    ensure!(store.job(job_id).await?.map(|r| r.stage) == Some(Stage::Finalized));
+    // The executor records the finalization once it has the receipt: shortly after the chain.
+    let until = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let stage = store.job(job_id).await?.map(|r| r.stage);
+        if stage == Some(Stage::Finalized) {
+            break;
+        }
+        ensure!(
+            tokio::time::Instant::now() < until,
+            "the finalization was not recorded ({stage:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     gateway_requests(&net, &url, me, &gateway).await?;
 

@@ -51,7 +51,8 @@ pub struct ExecutorConfig {
     pub max_queued: usize,
     /// Gateways (signer addresses) whose requests are served; empty refuses all gateway requests.
     pub gateways: Vec<Address>,
-    /// How often the chain is polled for new jobs, in milliseconds.
+    /// How often the chain is polled for new jobs, and for the receipts of the executor's
+    /// transactions, in milliseconds.
     pub poll_interval_ms: u64,
     /// Jobs whose deadline is closer than this many seconds are not accepted.
     pub min_deadline_secs: u64,
@@ -205,6 +206,8 @@ impl ExecutorConfig {
             confirmations: self.confirmations,
             resubmit_after: std::time::Duration::from_secs(self.resubmit_after_secs),
             max_fee_per_gas_cap: self.max_fee_per_gas.map(u128::from),
+            // Receipts and the mempool are polled as often as the chain is for jobs.
+            poll_interval: self.poll_interval(),
             ..infera_chain::tx::TxConfig::default()
         }
     }
@@ -358,9 +361,10 @@ output_price = 2
             (
                 tx.confirmations,
                 tx.resubmit_after.as_secs(),
-                tx.max_fee_per_gas_cap
+                tx.max_fee_per_gas_cap,
+                tx.poll_interval.as_millis()
             ),
-            (1, 12, None)
+            (1, 12, None, 500)
         );
     }
 }
