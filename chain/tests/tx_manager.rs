@@ -20,7 +20,10 @@ use eyre::{Result, WrapErr, bail, ensure};
 use infera_chain::{
     deploy::ChainError,
     devnet::anvil_path,
-    tx::{GAP_FILL_KIND, TxConfig, TxError, TxLog, TxLogEntry, TxManager, TxOutcome, TxStatus},
+    tx::{
+        GAP_FILL_KIND, PendingTx, TxConfig, TxError, TxLog, TxLogEntry, TxManager, TxOutcome,
+        TxStatus,
+    },
 };
 use serde_json::{Value, json};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -126,6 +129,15 @@ where
     }
 }
 
+/// Awaits a transaction's outcome, failing (instead of hanging) after [`DEADLINE`].
+async fn confirmed(
+    pending: PendingTx,
+) -> Result<Result<alloy::rpc::types::TransactionReceipt, TxError>> {
+    tokio::time::timeout(DEADLINE, pending.confirmed())
+        .await
+        .map_err(|_| eyre::eyre!("timed out waiting for a transaction's outcome"))
+}
+
 /// Mines blocks until `address` has `count` transactions mined.
 async fn mine_until_count(provider: &DynProvider, address: Address, count: u64) -> Result<()> {
     wait_until(&format!("{count} transactions are mined"), || async {
@@ -198,8 +210,8 @@ async fn dropped_transaction_is_rebroadcast_and_the_ones_behind_it_mined() -> Re
     mine_until_count(&provider, manager.address(), 2).await?;
     let first_hash = first.first_hash;
     let second_hash = second.first_hash;
-    let r1 = first.confirmed().await?;
-    let r2 = second.confirmed().await?;
+    let r1 = confirmed(first).await??;
+    let r2 = confirmed(second).await??;
     // The same signed bytes were re-broadcast: no fee bump was due.
     assert_eq!(r1.transaction_hash, first_hash);
     assert_eq!(r2.transaction_hash, second_hash);
@@ -239,7 +251,7 @@ async fn stuck_transaction_under_a_base_fee_spike_is_replaced_with_bumped_fees()
     .await?;
     mine_until_count(&provider, manager.address(), 1).await?;
     let first_hash = pending.first_hash;
-    let receipt = pending.confirmed().await?;
+    let receipt = confirmed(pending).await??;
     assert_ne!(
         receipt.transaction_hash, first_hash,
         "the replacement is the one mined"
@@ -315,7 +327,7 @@ async fn transaction_waiting_in_the_mempool_is_bumped_on_schedule() -> Result<()
     .await?;
     keeper.abort();
     mine_until_count(&provider, manager.address(), 1).await?;
-    let receipt = pending.confirmed().await?;
+    let receipt = confirmed(pending).await??;
     let entries = nonce_entries(&manager, 0).await?;
     let mined = entries
         .iter()
@@ -370,7 +382,7 @@ async fn nonce_gap_nobody_logged_is_filled() -> Result<()> {
     .await?;
     mine_until_count(&provider, manager.address(), 2).await?;
     let ours_hash = ours.first_hash;
-    assert_eq!(ours.confirmed().await?.transaction_hash, ours_hash);
+    assert_eq!(confirmed(ours).await??.transaction_hash, ours_hash);
     wait_until("the filler is settled", || async {
         Ok(nonce_entries(&manager, 0)
             .await?
@@ -431,8 +443,8 @@ async fn restart_during_a_fee_spike_recovers_in_the_background() -> Result<()> {
     })
     .await?;
     mine_until_count(&provider, after.address(), 2).await?;
-    let accepted = accept.confirmed().await?;
-    let submitted = submit.confirmed().await?;
+    let accepted = confirmed(accept).await??;
+    let submitted = confirmed(submit).await??;
     assert_ne!(accepted.transaction_hash, accept_hash);
     assert_ne!(submitted.transaction_hash, submit_hash);
     assert_eq!(
@@ -468,8 +480,8 @@ async fn concurrent_sends_get_distinct_nonces_and_are_all_confirmed() -> Result<
                     .send("accept", Some(U256::from(job)), transfer(to))
                     .await?;
                 let nonce = pending.nonce;
-                let receipt = pending.confirmed().await?;
-                Ok::<_, TxError>((nonce, receipt))
+                let receipt = confirmed(pending).await??;
+                Ok::<_, eyre::Report>((nonce, receipt))
             })
         })
         .collect();
@@ -579,7 +591,123 @@ async fn refusals_are_typed_and_consume_nothing() -> Result<()> {
         .send("post", Some(U256::from(3)), transfer(anvil.addresses()[1]))
         .await?;
     assert_eq!(sent.nonce, 0);
-    let receipt = sent.confirmed().await?;
+    let receipt = confirmed(sent).await??;
     assert!(receipt.status());
+    Ok(())
+}
+
+#[tokio::test]
+async fn confirmed_waits_for_the_configured_confirmations() -> Result<()> {
+    let (anvil, provider) = start_anvil(&["--no-mining"])?;
+    let db = db_path("confirmations");
+    let config = TxConfig {
+        confirmations: 2,
+        ..config(Duration::from_secs(3600))
+    };
+    let manager = manager(&anvil, &provider, 0, &db, config).await?;
+    let keeper = keeper(&manager);
+    let pending = manager
+        .send(
+            "finalize",
+            Some(U256::from(4)),
+            transfer(anvil.addresses()[1]),
+        )
+        .await?;
+    mine(&provider).await?;
+    ensure!(
+        provider
+            .get_transaction_receipt(pending.first_hash)
+            .await?
+            .is_some(),
+        "the transaction is in the block just mined"
+    );
+    // One block (the inclusion block) is not two confirmations: it must not return yet.
+    let early = tokio::time::timeout(Duration::from_secs(1), pending.clone().confirmed()).await;
+    assert!(early.is_err(), "confirmed() returned after one block");
+    assert_eq!(
+        manager.pending_count().await?,
+        1,
+        "not final in the log yet"
+    );
+    mine(&provider).await?;
+    let receipt = confirmed(pending.clone()).await??;
+    assert_eq!(receipt.transaction_hash, pending.first_hash);
+    keeper.abort();
+    Ok(())
+}
+
+#[tokio::test]
+async fn nonce_used_outside_the_log_is_replaced_and_a_mined_revert_is_reported() -> Result<()> {
+    let (anvil, provider) = start_anvil(&["--no-mining"])?;
+    let db = db_path("replaced");
+    let manager = manager(&anvil, &provider, 0, &db, config(Duration::from_secs(3600))).await?;
+    let pending = manager
+        .send("claim", Some(U256::from(5)), transfer(anvil.addresses()[1]))
+        .await?;
+    let ours = nonce_entries(&manager, 0).await?;
+    // The same key replaces it at nonce 0 from outside the manager, paying more.
+    let outside = ProviderBuilder::new()
+        .wallet(PrivateKeySigner::from(anvil.keys()[0].clone()))
+        .connect_http(anvil.endpoint_url());
+    outside
+        .send_transaction(
+            transfer(anvil.addresses()[2])
+                .with_nonce(0)
+                .with_max_fee_per_gas(ours[0].max_fee_per_gas * 2)
+                .with_max_priority_fee_per_gas(ours[0].max_priority_fee_per_gas * 2),
+        )
+        .await?;
+    mine_until_count(&provider, manager.address(), 1).await?;
+    match confirmed(pending).await? {
+        Err(TxError::Replaced { kind, nonce }) => assert_eq!((kind.as_str(), nonce), ("claim", 0)),
+        other => bail!("expected Replaced, got {other:?}"),
+    }
+    assert_eq!(
+        manager.outcome("claim", U256::from(5)).await?,
+        Some(TxOutcome::Replaced)
+    );
+    assert_eq!(
+        nonce_entries(&manager, 0).await?[0].status,
+        TxStatus::Replaced
+    );
+
+    // A transaction that passes (here: skips) estimation but reverts when mined.
+    let reverter = Address::repeat_byte(0x43);
+    rpc(
+        &provider,
+        "anvil_setCode",
+        json!([reverter, Bytes::from(vec![0x60, 0x00, 0x60, 0x00, 0xfd])]),
+    )
+    .await?;
+    let request = TransactionRequest::default()
+        .with_to(reverter)
+        .with_gas_limit(50_000);
+    let pending = manager
+        .send("challenge", Some(U256::from(6)), request)
+        .await?;
+    assert_eq!(pending.nonce, 1, "the next nonce after the replaced one");
+    let hash = pending.first_hash;
+    mine_until_count(&provider, manager.address(), 2).await?;
+    match confirmed(pending).await? {
+        Err(TxError::Reverted {
+            kind,
+            tx_hash,
+            receipt,
+        }) => {
+            assert_eq!((kind.as_str(), tx_hash), ("challenge", hash));
+            assert!(!receipt.status());
+        }
+        other => bail!("expected Reverted, got {other:?}"),
+    }
+    assert_eq!(
+        manager.outcome("challenge", U256::from(6)).await?,
+        Some(TxOutcome::Reverted(hash))
+    );
+    assert!(
+        manager
+            .in_flight("challenge", U256::from(6))
+            .await?
+            .is_none()
+    );
     Ok(())
 }
