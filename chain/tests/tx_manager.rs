@@ -649,14 +649,15 @@ async fn nonce_used_outside_the_log_is_replaced_and_a_mined_revert_is_reported()
     let outside = ProviderBuilder::new()
         .wallet(PrivateKeySigner::from(anvil.keys()[0].clone()))
         .connect_http(anvil.endpoint_url());
-    outside
+    let _outside_hash = *outside
         .send_transaction(
             transfer(anvil.addresses()[2])
                 .with_nonce(0)
                 .with_max_fee_per_gas(ours[0].max_fee_per_gas * 2)
                 .with_max_priority_fee_per_gas(ours[0].max_priority_fee_per_gas * 2),
         )
-        .await?;
+        .await?
+        .tx_hash();
     mine_until_count(&provider, manager.address(), 1).await?;
     match confirmed(pending).await? {
         Err(TxError::Replaced { kind, nonce }) => assert_eq!((kind.as_str(), nonce), ("claim", 0)),
