@@ -8,14 +8,20 @@
 //!   holds the nonce lock only to sign, log and broadcast. Receipts are awaited concurrently by
 //!   [`PendingTx::confirmed`].
 //! - **Background keeper.** [`TxManager::run`] re-broadcasts transactions the node lost (e.g.
-//!   dropped from its mempool), re-signs stuck ones at the same nonce with bumped fees
+//!   dropped from its mempool), re-signs at the same nonce with bumped fees
 //!   (`max(old × 1.125 rounded up, the node's current estimate)`, capped by
-//!   [`TxConfig::max_fee_per_gas_cap`]), fills nonce gaps nobody logged with a 0-value self-transfer,
-//!   and settles the status of every hash of a nonce once one of them is mined. Its first pass is
-//!   the startup recovery: [`TxManager::new`] never waits for an old transaction.
+//!   [`TxConfig::max_fee_per_gas_cap`]) a transaction the node refuses as underpriced, or one that
+//!   waited [`TxConfig::resubmit_after`] while bidding below the node's current estimate (a bid the
+//!   market accepts is re-broadcast, never raised: fees do not compound on a halted chain), fills
+//!   nonce gaps nobody logged with a 0-value self-transfer, re-broadcasts a mined transaction a
+//!   reorganisation took away (instead of filling its nonce), and settles the status of every
+//!   hash of a nonce once one of them is mined (never `replaced` while the node shows one of our
+//!   hashes in a block but its receipt lags). Its first pass is the startup recovery:
+//!   [`TxManager::new`] never waits for an old transaction.
 //! - **Typed errors.** [`classify`] sorts node errors (insufficient funds, nonce too low,
 //!   underpriced replacement, already known, fee below base fee, revert, HTTP 429/5xx …); only
-//!   transient ones come back as [`TxError::Rpc`].
+//!   transient ones come back as [`TxError::Rpc`]. Messages and log lines pass node errors through
+//!   [`crate::redact::redact_text`] (transport errors quote the RPC URL).
 //!
 //! Changes to the API agreed with the executor (decided by the chain crate):
 //! - [`TxError::Rejected`] is added: a permanent refusal by the node that is neither a revert nor
@@ -95,7 +101,7 @@ pub enum TxError {
     #[error("rejected by the node: {0}")]
     Rejected(String),
     /// Transient: the node was unreachable, overloaded (HTTP 429, 5xx) or timed out.
-    #[error("rpc: {0}")]
+    #[error("rpc: {}", shown(.0))]
     Rpc(RpcError<TransportErrorKind>),
     /// The transaction was mined but reverted.
     #[error("transaction {tx_hash} ({kind}) reverted")]
@@ -134,13 +140,19 @@ impl TxError {
     fn from_rpc(error: RpcError<TransportErrorKind>) -> Self {
         match classify(&error) {
             RpcErrorClass::Transient => Self::Rpc(error),
-            RpcErrorClass::InsufficientFunds => Self::InsufficientFunds(error.to_string()),
+            RpcErrorClass::InsufficientFunds => Self::InsufficientFunds(shown(&error)),
             RpcErrorClass::Reverted => Self::Refused(ChainError::Contract(
                 alloy::contract::Error::TransportError(error),
             )),
-            _ => Self::Rejected(error.to_string()),
+            _ => Self::Rejected(shown(&error)),
         }
     }
+}
+
+/// An error as shown in messages and logs: transport errors quote the RPC URL, which may carry
+/// an API key.
+fn shown(error: &impl std::fmt::Display) -> String {
+    crate::redact::redact_text(&error.to_string())
 }
 
 /// What a node error means for a sender.
@@ -649,7 +661,7 @@ impl TxManager {
                 Err(error) => match classify(&error) {
                     RpcErrorClass::Transient => {
                         tracing::warn!(
-                            tx_hash = %entry.tx_hash, kind, job_id = ?job_id, nonce, %error,
+                            tx_hash = %entry.tx_hash, kind, job_id = ?job_id, nonce, error = %shown(&error),
                             "broadcast failed transiently; logged, the background task re-broadcasts it"
                         );
                     }
@@ -788,7 +800,7 @@ impl TxManager {
                 () = &mut shutdown => break,
                 result = self.inner.tick() => {
                     if let Err(error) = result {
-                        tracing::warn!(%error, transient = error.is_transient(), "transaction keeper pass failed");
+                        tracing::warn!(error = %shown(&error), transient = error.is_transient(), "transaction keeper pass failed");
                     }
                 }
             }
@@ -921,7 +933,7 @@ impl Inner {
             // every transaction behind them waits forever.
             for nonce in node_pending.max(latest)..next {
                 if !pending.contains_key(&nonce) {
-                    self.fill_gap(nonce).await?;
+                    self.fill_gap_or_reorged(nonce).await?;
                 }
             }
         }
@@ -988,6 +1000,18 @@ impl Inner {
             // Logged as mined but the node has no receipt (a reorg, a lagging node): wait.
             return Ok(None);
         }
+        for entry in entries.iter().filter(|e| e.status != TxStatus::Failed) {
+            let in_block = self
+                .provider
+                .get_transaction_by_hash(entry.tx_hash)
+                .await
+                .map_err(TxError::Rpc)?
+                .is_some_and(|tx| tx.block_number.is_some());
+            if in_block {
+                // Ours was mined; this node's receipts lag (e.g. behind a load balancer): wait.
+                return Ok(None);
+            }
+        }
         if entries.iter().any(|e| e.status == TxStatus::Pending) {
             tracing::warn!(kind, nonce, "nonce used by a transaction not in the log");
             self.log.settle_nonce(self.address, nonce, None).await?;
@@ -1004,7 +1028,10 @@ impl Inner {
         let waited = now_ms().saturating_sub(newest.logged_at_ms);
         let stuck =
             u128::try_from(waited).unwrap_or_default() >= self.config.resubmit_after.as_millis();
-        if stuck && self.bump(newest).await? {
+        // Waiting long is a reason to re-bid only when the bid is below what the node now
+        // estimates: more fees do not help a transaction the market already accepts (a halted
+        // chain, a node that does not propagate) and would compound without bound.
+        if stuck && self.underpriced(newest).await? && self.bump(newest).await? {
             return Ok(());
         }
         for entry in entries.iter().rev() {
@@ -1026,11 +1053,17 @@ impl Inner {
                 RpcErrorClass::Transient => return Err(TxError::Rpc(error)),
                 // Nonce too low: mined meanwhile, the next pass settles it.
                 class => {
-                    tracing::warn!(tx_hash = %newest.tx_hash, nonce, ?class, %error, "re-broadcast refused");
+                    tracing::warn!(tx_hash = %newest.tx_hash, nonce, ?class, error = %shown(&error), "re-broadcast refused");
                 }
             }
         }
         Ok(())
+    }
+
+    /// Whether `entry` bids less than the node's current estimate (capped).
+    async fn underpriced(&self, entry: &TxLogEntry) -> Result<bool, TxError> {
+        let (max_fee, priority_fee) = self.fresh_fees().await?;
+        Ok(entry.max_fee_per_gas < max_fee || entry.max_priority_fee_per_gas < priority_fee)
     }
 
     /// Re-signs `newest` at its nonce with fees of at least +12.5% and at least the node's current
@@ -1075,13 +1108,44 @@ impl Inner {
             match classify(&error) {
                 RpcErrorClass::Transient => return Err(TxError::Rpc(error)),
                 class => {
-                    tracing::warn!(tx_hash = %entry.tx_hash, nonce = entry.nonce, ?class, %error, "replacement refused");
+                    tracing::warn!(tx_hash = %entry.tx_hash, nonce = entry.nonce, ?class, error = %shown(&error), "replacement refused");
                     // Never entered a mempool; the older hashes stay candidates.
                     self.log.set_status(entry.tx_hash, TxStatus::Failed).await?;
                 }
             }
         }
         Ok(true)
+    }
+
+    /// A nonce the node neither mined nor holds, with no pending row: when the log says one of our
+    /// hashes was mined there (a reorganisation took its block away), that hash is pending again
+    /// and re-broadcast; otherwise nobody logged the nonce and a self-transfer fills it.
+    async fn fill_gap_or_reorged(&self, nonce: u64) -> Result<(), TxError> {
+        let entries = self.log.nonce_entries(self.address, nonce).await?;
+        let Some(reorged) = entries
+            .iter()
+            .rev()
+            .find(|e| matches!(e.status, TxStatus::Mined | TxStatus::Reverted))
+        else {
+            return self.fill_gap(nonce).await;
+        };
+        tracing::warn!(
+            tx_hash = %reorged.tx_hash, kind = reorged.kind, job_id = ?reorged.job_id, nonce,
+            "a mined transaction was reorganised away; re-broadcasting it"
+        );
+        self.log
+            .set_status(reorged.tx_hash, TxStatus::Pending)
+            .await?;
+        if let Err(error) = self.broadcast(&reorged.raw).await {
+            match classify(&error) {
+                RpcErrorClass::Transient => return Err(TxError::Rpc(error)),
+                // Underpriced now: the keeper bumps it on its next pass.
+                class => {
+                    tracing::warn!(tx_hash = %reorged.tx_hash, nonce, ?class, error = %shown(&error), "re-broadcast after a reorganisation refused");
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Fills a nonce nobody logged with a 0-value self-transfer.
@@ -1103,7 +1167,7 @@ impl Inner {
             match classify(&error) {
                 RpcErrorClass::Transient => return Err(TxError::Rpc(error)),
                 class => {
-                    tracing::warn!(tx_hash = %entry.tx_hash, nonce, ?class, %error, "gap filler refused");
+                    tracing::warn!(tx_hash = %entry.tx_hash, nonce, ?class, error = %shown(&error), "gap filler refused");
                     self.log.set_status(entry.tx_hash, TxStatus::Failed).await?;
                 }
             }
@@ -1126,7 +1190,7 @@ impl PendingTx {
                 Ok(Some(outcome)) => return outcome,
                 Ok(None) => {}
                 Err(error) if error.is_transient() => {
-                    tracing::debug!(nonce = self.nonce, %error, "receipt poll failed; retrying");
+                    tracing::debug!(nonce = self.nonce, error = %shown(&error), "receipt poll failed; retrying");
                 }
                 Err(error) => return Err(error),
             }
@@ -1153,7 +1217,7 @@ impl PendingTx {
 /// revert, or a transient failure.
 fn decode_refusal(error: RpcError<TransportErrorKind>) -> TxError {
     if classify(&error) == RpcErrorClass::InsufficientFunds {
-        return TxError::InsufficientFunds(error.to_string());
+        return TxError::InsufficientFunds(shown(&error));
     }
     match ChainError::from(alloy::contract::Error::TransportError(error)) {
         ChainError::Contract(alloy::contract::Error::TransportError(error)) => {

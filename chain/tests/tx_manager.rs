@@ -291,11 +291,11 @@ async fn stuck_transaction_under_a_base_fee_spike_is_replaced_with_bumped_fees()
 }
 
 #[tokio::test]
-async fn transaction_waiting_in_the_mempool_is_bumped_on_schedule() -> Result<()> {
-    let (anvil, provider) = start_anvil(&["--no-mining"])?;
+async fn transaction_outbid_by_the_market_while_waiting_is_bumped_on_schedule() -> Result<()> {
+    // Blocks hold one transfer: a better-paying transaction keeps ours out of the next block.
+    let (anvil, provider) = start_anvil(&["--no-mining", "--gas-limit", "30000"])?;
     let db = db_path("schedule");
     let manager = manager(&anvil, &provider, 0, &db, config(Duration::from_secs(1))).await?;
-    let keeper = keeper(&manager);
 
     let pending = manager
         .send(
@@ -305,8 +305,32 @@ async fn transaction_waiting_in_the_mempool_is_bumped_on_schedule() -> Result<()
         )
         .await?;
     let first_hash = pending.first_hash;
-    // Nothing is mined: after `resubmit_after` the manager re-signs at the same nonce, and the
-    // node swaps the replacement in for the original.
+    let ours = nonce_entries(&manager, 0).await?[0].clone();
+    // Someone outbids it; the block that includes them is full, so the base fee rises and the
+    // market's tips with it, while ours waits in the mempool.
+    let other = ProviderBuilder::new()
+        .wallet(PrivateKeySigner::from(anvil.keys()[3].clone()))
+        .connect_http(anvil.endpoint_url());
+    let _outbid = *other
+        .send_transaction(
+            transfer(anvil.addresses()[2])
+                .with_gas_limit(21_000)
+                .with_max_fee_per_gas(ours.max_fee_per_gas * 4)
+                .with_max_priority_fee_per_gas(ours.max_priority_fee_per_gas.max(1) * 100),
+        )
+        .await?
+        .tx_hash();
+    mine(&provider).await?;
+    ensure!(
+        provider.get_transaction_count(manager.address()).await? == 0
+            && provider
+                .get_transaction_by_hash(first_hash)
+                .await?
+                .is_some(),
+        "ours must still wait in the mempool"
+    );
+
+    let keeper = keeper(&manager);
     wait_until(
         "the replacement displaces the original in the mempool",
         || async {
