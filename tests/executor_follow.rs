@@ -247,8 +247,8 @@ async fn history_behind_a_block_range_limit_is_found_from_start_block_zero() -> 
 }
 
 /// A reorganisation removes two jobs the executor had seen (and could not take yet: their
-/// collateral exceeds its free stake); the new branch posts another job, which gets the first
-/// one's id. The executor closes the job that no longer exists (on-chain status none) instead of
+/// collateral exceeds its free stake); the new branch, shorter than the old one, posts another
+/// job, which gets the first one's id. The executor closes the job that no longer exists (on-chain status none) instead of
 /// retrying it, and serves the new branch's job with its own terms.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reorganisation_closes_void_jobs_and_serves_the_new_branch() -> Result<()> {
@@ -282,6 +282,10 @@ async fn a_reorganisation_closes_void_jobs_and_serves_the_new_branch() -> Result
         "the executor took a job it cannot cover"
     );
 
+    // The executor is down while the chain reorganises: on restart its indexer rolls back and
+    // indexes the new branch (shorter than the one the executor read) while the job loop reads.
+    let _ = stop.send(());
+    serving.await?.map_err(|e| eyre!("executor: {e}"))?;
     ensure!(provider.anvil_revert(snapshot).await?, "revert failed");
     let requester = Actor::new(&net.devnet, REQUESTER)?;
     let (job_id, job) = post(&requester, net.spec(4).await?).await?;
@@ -290,6 +294,7 @@ async fn a_reorganisation_closes_void_jobs_and_serves_the_new_branch() -> Result
         "the new branch's job has id {job_id}, not {void}"
     );
     provider.anvil_mine(Some(2), None).await?;
+    let (stop, serving) = serve_executor(config).await?;
 
     net.wait_status(job_id, status::SUBMITTED, Duration::from_secs(240))
         .await?;

@@ -449,18 +449,20 @@ impl Executor {
     /// one) at the head: history is not scanned unless asked for.
     async fn embedded_indexer(&self) -> Result<(Indexer, u64), ExecutorError> {
         use alloy::providers::Provider;
+        let head = self
+            .chain
+            .provider
+            .get_block_number()
+            .await
+            .map_err(SendError::from)?;
+        // Not above the head: the indexer reads the header of the block before its start (even
+        // when its database exists), and a chain reorganised onto a shorter branch while the
+        // executor was down may not have the block after the executor's position yet.
         let start_block = match self.chain.store().next_block().await? {
             Some(next) => next,
-            None => match self.config.start_block {
-                Some(block) => block,
-                None => self
-                    .chain
-                    .provider
-                    .get_block_number()
-                    .await
-                    .map_err(SendError::from)?,
-            },
-        };
+            None => self.config.start_block.unwrap_or(head),
+        }
+        .min(head + 1);
         let database = self.index_database();
         let config = IndexerConfig {
             rpc_url: self.config.rpc_url.clone(),
