@@ -28,7 +28,8 @@
 //!    id holding it.
 //! 2. **Greedy** (`T_ppm = 0`): the token is `a`. Nothing else applies.
 //! 3. **Tempered log-weights.** `s = f32(1_000_000 / T_ppm)` (both operands converted to `f32`
-//!    first); for a finite token `x_i = f32((l_i - M) * s)`, raised to `X_MIN = -2^64` when it is
+//!    first); for a finite token `x_i = f32(f32((l_i - M) * s) + 0.0)` (the `+ 0.0` makes a
+//!    negative zero positive), raised to `X_MIN = -2^64` when it is
 //!    below it (so it is finite even when `l_i - M` overflows). `x_i ≤ 0`, and `x_a = 0`.
 //! 4. **Noise.** `w_i` is the `i`-th 32-bit word of the ChaCha8 stream keyed by
 //!    `keccak256(abi.encode(SAMPLER_TAG, seed, uint256(t)))` (stream 0, little-endian words, as
@@ -331,7 +332,9 @@ fn inv_temperature(params: SamplingParams) -> f32 {
 /// `x` of step 3 for a finite logit.
 #[inline(always)]
 fn tempered(logit: f32, max: f32, inv_t: f32) -> f32 {
-    let x = (logit - max) * inv_t;
+    // `+ 0.0` turns `-0.0` (from a logit `-0.0` under a maximum `+0.0`) into `+0.0`, so the
+    // candidate order's `total_cmp` agrees with IEEE comparison, where the two zeros are equal.
+    let x = (logit - max) * inv_t + 0.0;
     if x < X_MIN { X_MIN } else { x }
 }
 
