@@ -141,18 +141,20 @@ impl fmt::Debug for Redacted<'_> {
 }
 
 /// Whether a path segment or bare query word may be a secret: at least 20 characters of letters,
-/// digits, `-` and `_`, with letters and at least two digits (hex or base-62 API keys and tokens,
-/// e.g. Infura's 32 hex digits or Alchemy's 32 base-62 characters). Words such as `v3`, `rpc`,
-/// `mainnet` or a database name stay.
+/// digits, `-` and `_`, with a letter, and anything but lower-case words joined by `-` or `_`: a
+/// digit, both cases, or one unbroken run (hex or base-62 API keys and tokens, e.g. Infura's 32 hex
+/// digits or Alchemy's 32 base-62 characters, which may hold no digit at all). Words such as `v3`,
+/// `rpc`, `mainnet` or a database name like `infera_indexer_production` stay.
 pub fn looks_like_key(segment: &str) -> bool {
-    let digits = segment.chars().filter(char::is_ascii_digit).count();
-    let letters = segment.chars().filter(char::is_ascii_alphabetic).count();
+    let has = |f: fn(&char) -> bool| segment.chars().any(|c| f(&c));
     segment.len() >= 20
         && segment
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        && digits >= 2
-        && letters >= 1
+        && has(char::is_ascii_alphabetic)
+        && (has(char::is_ascii_digit)
+            || (has(char::is_ascii_uppercase) && has(char::is_ascii_lowercase))
+            || !segment.contains(['-', '_']))
 }
 
 /// The scheme (without `:`) and the rest, when `url` starts with one (`[A-Za-z][A-Za-z0-9+.-]*:`).
@@ -275,12 +277,24 @@ mod tests {
 
     #[test]
     fn key_heuristic_keeps_ordinary_words() {
-        for word in ["v3", "rpc", "mainnet", "infera", "eth-mainnet", "test_db_1"] {
+        for word in [
+            "v3",
+            "rpc",
+            "mainnet",
+            "infera",
+            "eth-mainnet",
+            "test_db_1",
+            "infera_indexer_production",
+        ] {
             assert!(!looks_like_key(word), "{word}");
         }
         for word in [
             "9aa3d95b3bc440fa88ea12eaa4456161",
             "Xy3k_9LmN0pQrStUvWxYz12345-abc",
+            // Base-62 keys with fewer than two digits (about 2.6 % of random Alchemy keys).
+            "AbCdEfGhIjKlMnOpQrStUvWxYz1AbCdE",
+            "AbCdEfGhIjKlMnOpQrStUvWxYzAbCdEf",
+            "abcdefghijklmnopqrstuvwxyzabcdef",
         ] {
             assert!(looks_like_key(word), "{word}");
         }
