@@ -748,6 +748,43 @@ impl TxManager {
         }))
     }
 
+    /// The transactions of `kind` sent for no job (registration: approve, stake, register, price)
+    /// that are logged and not final yet, oldest nonce first: a restart awaits them (or skips
+    /// sending) instead of sending the step again.
+    ///
+    /// # Errors
+    /// [`TxError::Log`].
+    pub async fn in_flight_kind(&self, kind: &str) -> Result<Vec<PendingTx>, TxError> {
+        let inner = &self.inner;
+        let rows = sqlx::query(
+            "SELECT DISTINCT nonce FROM chain_txs
+             WHERE sender = ? AND kind = ? AND job_id IS NULL AND status = 'pending'
+             ORDER BY nonce",
+        )
+        .bind(inner.address.to_string())
+        .bind(kind)
+        .fetch_all(&inner.log.pool)
+        .await?;
+        let mut pending = Vec::with_capacity(rows.len());
+        for row in rows {
+            let nonce: i64 = row.try_get(0)?;
+            let nonce = u64::try_from(nonce)
+                .map_err(|_| TxError::Log(sqlx::Error::Decode("negative nonce".into())))?;
+            let entries = inner.log.nonce_entries(inner.address, nonce).await?;
+            let Some(first) = entries.first() else {
+                continue;
+            };
+            pending.push(PendingTx {
+                kind: kind.to_owned(),
+                job_id: None,
+                nonce,
+                first_hash: first.tx_hash,
+                inner: Arc::clone(inner),
+            });
+        }
+        Ok(pending)
+    }
+
     /// The latest final outcome logged for (kind, job), so a step is never sent twice.
     ///
     /// # Errors

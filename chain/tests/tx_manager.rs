@@ -736,3 +736,45 @@ async fn nonce_used_outside_the_log_is_replaced_and_a_mined_revert_is_reported()
     );
     Ok(())
 }
+
+/// Registration steps are sent for no job: after a restart, those still pending are found by kind
+/// (so the executor awaits them instead of staking twice), and only those.
+#[tokio::test]
+async fn pending_registration_steps_are_found_by_kind_after_a_restart() -> Result<()> {
+    let (anvil, provider) = start_anvil(&["--no-mining"])?;
+    let db = db_path("in-flight-kind");
+    let to = anvil.addresses()[1];
+    let (first_stake, second_stake) = {
+        let before = manager(&anvil, &provider, 0, &db, config(Duration::from_secs(30))).await?;
+        before.send("approve", None, transfer(to)).await?;
+        let first = before.send("stake", None, transfer(to)).await?;
+        // A job step of the same kind name is not a registration step.
+        before
+            .send("stake", Some(U256::from(7)), transfer(to))
+            .await?;
+        let second = before.send("stake", None, transfer(to)).await?;
+        (
+            (first.nonce, first.first_hash),
+            (second.nonce, second.first_hash),
+        )
+        // Dropped with its transactions in the mempool: the process "crashed".
+    };
+    let after = manager(&anvil, &provider, 0, &db, config(Duration::from_secs(30))).await?;
+    let stakes = after.in_flight_kind("stake").await?;
+    let found: Vec<_> = stakes.iter().map(|p| (p.nonce, p.first_hash)).collect();
+    assert_eq!(found, vec![first_stake, second_stake]);
+    assert!(
+        stakes
+            .iter()
+            .all(|p| p.kind == "stake" && p.job_id.is_none())
+    );
+    assert_eq!(after.in_flight_kind("approve").await?.len(), 1);
+    assert!(after.in_flight_kind("register").await?.is_empty());
+
+    mine_until_count(&provider, after.address(), 4).await?;
+    for pending in stakes {
+        confirmed(pending).await??;
+    }
+    assert!(after.in_flight_kind("stake").await?.is_empty());
+    Ok(())
+}

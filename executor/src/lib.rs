@@ -259,6 +259,9 @@ impl Executor {
     async fn register(&self) -> Result<(), ExecutorError> {
         let chain = &self.chain;
         let me = chain.address;
+        // A step sent before a restart and not mined yet is awaited first, so the state read next
+        // includes it (a stake still in the mempool is not sent twice).
+        settle_in_flight(chain, &["approve", "stake"]).await?;
         let staked = U256::from(
             chain
                 .staking
@@ -298,6 +301,7 @@ impl Executor {
             .hardware
             .clone()
             .unwrap_or_else(|| hardware::profile(&self.config.device));
+        settle_in_flight(chain, &["register"]).await?;
         let profile = chain
             .staking
             .executorProfile(me)
@@ -313,6 +317,7 @@ impl Executor {
                 .await?;
             tracing::info!(endpoint, hardware, "registered");
         }
+        settle_in_flight(chain, &["price"]).await?;
         for (id, served) in &self.served {
             let price = chain
                 .staking
@@ -518,6 +523,37 @@ pub async fn withdraw(config: ExecutorConfig) -> Result<U256, ExecutorError> {
     let withdrawn = withdraw_credits(&chain).await;
     tx_task.stop().await;
     withdrawn
+}
+
+/// Awaits the registration transactions of `kinds` (sent for no job) that a previous run logged and
+/// that are not final yet. The background transaction manager re-broadcasts and bumps them, so
+/// this ends once each is mined or has lost its nonce. A revert or a lost nonce is only reported:
+/// the on-chain state read next says whether the step is still to do.
+async fn settle_in_flight(chain: &Chain, kinds: &[&str]) -> Result<(), ExecutorError> {
+    for &kind in kinds {
+        let pending = chain
+            .tx()
+            .in_flight_kind(kind)
+            .await
+            .map_err(SendError::from)?;
+        for tx in pending {
+            let (tx_hash, nonce) = (tx.first_hash, tx.nonce);
+            tracing::info!(%tx_hash, kind, nonce, "awaiting a registration transaction sent before a restart");
+            match tx.confirmed().await {
+                Ok(receipt) => {
+                    tracing::info!(tx_hash = %receipt.transaction_hash, block = receipt.block_number, kind, "registration transaction from before a restart mined");
+                }
+                Err(
+                    error @ (infera_chain::tx::TxError::Reverted { .. }
+                    | infera_chain::tx::TxError::Replaced { .. }),
+                ) => {
+                    tracing::warn!(%tx_hash, kind, %error, "registration transaction from before a restart did not take effect");
+                }
+                Err(error) => return Err(SendError::from(error).into()),
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn withdraw_credits(chain: &Chain) -> Result<U256, ExecutorError> {
