@@ -557,6 +557,41 @@ impl JobLoop {
         Ok(())
     }
 
+    /// Compares the assignment stored for a job the chain shows ACCEPTED with the chain's (its
+    /// `JobAccepted` event on the current branch) and records any change: another assignment of
+    /// ours moves the job back to `Accepted` (generated again with the chain's seed), an
+    /// acceptance by another executor closes it.
+    async fn recheck_acceptance(
+        &self,
+        job: &JobRow,
+        stored: &IJobEscrow::Assignment,
+    ) -> Result<Acceptance, StepError> {
+        let job_id = job.job_id;
+        let Some(event) = self.job_event::<JobEscrow::JobAccepted>(job).await? else {
+            return Err(StepError::Later("JobAccepted not visible yet".into()));
+        };
+        let acceptance = acceptance(self.chain.address, stored, &event.assignment);
+        match &acceptance {
+            Acceptance::Same => {}
+            Acceptance::Reassigned(assignment) => {
+                tracing::warn!(job_id = %job_id, stored_seed = %stored.seed, seed = %assignment.seed, "acceptance reorganised into another assignment; generating again");
+                metrics::counter!("infera_executor_reassignments_total").increment(1);
+                self.store.set_accepted(job_id, assignment).await?;
+            }
+            Acceptance::Taken(executor) => {
+                tracing::warn!(job_id = %job_id, %executor, "acceptance reorganised away; the job went to another executor");
+                self.store
+                    .set_stage(
+                        job_id,
+                        Stage::Closed,
+                        Some(&format!("accepted by {executor}")),
+                    )
+                    .await?;
+            }
+        }
+        Ok(acceptance)
+    }
+
     /// Stage `Accepted`: generate with the job's sampler, seeded as the assignment says, and
     /// record the result.
     async fn generate(&self, job: &JobRow) -> Result<(), StepError> {
@@ -631,7 +666,21 @@ impl JobLoop {
             ));
         };
         match self.chain_status(job_id).await? {
-            status::ACCEPTED => {}
+            status::ACCEPTED => {
+                // The assignment was read from the accept's receipt: a reorganisation since may
+                // have mined the accept again in another block, with another seed (or another
+                // executor's), and the contract refuses a result for the old one.
+                if self.recheck_acceptance(job, assignment).await? != Acceptance::Same {
+                    return Ok(());
+                }
+            }
+            status::POSTED if self.block_timestamp().await? <= job.job.spec.deadline => {
+                // Our acceptance was reorganised away; the transaction manager broadcasts it
+                // again, and the next look finds it accepted (by us or by another).
+                return Err(StepError::Later(
+                    "acceptance reorganised away; awaiting it again".into(),
+                ));
+            }
             status::SUBMITTED => {
                 // Our submission was mined just before a restart.
                 let Some(event) = self.job_event::<JobEscrow::ResultSubmitted>(job).await? else {
@@ -719,6 +768,10 @@ impl JobLoop {
                     self.end(job_id, Stage::Lost, &reason).await?;
                     continue;
                 }
+                FinalizeStep::Reopen => {
+                    self.reopen(&job, status).await?;
+                    continue;
+                }
                 FinalizeStep::Send => {}
             }
             let call = self.chain.escrow.finalize(job_id, settlement.clone());
@@ -756,6 +809,40 @@ impl JobLoop {
         Ok(())
     }
 
+    /// A job the store calls submitted whose submission the chain no longer shows (on-chain
+    /// `status` accepted or posted: reorganised away): back to `Generated`, so the loop submits
+    /// it again before the deadline, or to `Accepted` when the chain's assignment changed.
+    async fn reopen(&self, job: &JobRow, status: u8) -> Result<(), StepError> {
+        let job_id = job.job_id;
+        if status == status::ACCEPTED {
+            let Some(assignment) = &job.assignment else {
+                return self
+                    .end(job_id, Stage::Failed, "submitted without an assignment")
+                    .await;
+            };
+            match self.recheck_acceptance(job, assignment).await {
+                Ok(Acceptance::Same) => {}
+                // Recorded (back to accepted, or closed).
+                Ok(_) => return Ok(()),
+                Err(error) if error.is_transient() => {
+                    tracing::debug!(job_id = %job_id, %error, "submission reorganised away; looking again later");
+                    return Ok(());
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        tracing::warn!(job_id = %job_id, status = status::name(status), "submission reorganised away; submitting again");
+        metrics::counter!("infera_executor_resubmissions_total").increment(1);
+        self.store
+            .set_stage(
+                job_id,
+                Stage::Generated,
+                Some("submission reorganised away"),
+            )
+            .await?;
+        Ok(())
+    }
+
     /// Records that a submitted job ended without this executor finalizing it.
     async fn end(&self, job_id: U256, stage: Stage, reason: &str) -> Result<(), StepError> {
         self.store.set_stage(job_id, stage, Some(reason)).await?;
@@ -783,6 +870,8 @@ enum FinalizeStep {
     Done,
     /// Ended without payment: a final stage, with the reason.
     Lost(String),
+    /// The chain no longer shows the submission (a reorganisation): submit again.
+    Reopen,
 }
 
 /// The step for a job in on-chain `status` whose submission settled as `settlement`, at block
@@ -792,11 +881,38 @@ fn finalize_step(status: u8, settlement: &IJobEscrow::Settlement, now: u64) -> F
     match status {
         status::SUBMITTED if settlement.challengeEnd <= now => FinalizeStep::Send,
         status::DISPUTED if settlement.disputeEnd <= now => FinalizeStep::Send,
-        // Window open; or a reorg took the submission away, and the chain will say how it ends.
-        status::SUBMITTED | status::DISPUTED | status::ACCEPTED => FinalizeStep::Wait,
+        status::SUBMITTED | status::DISPUTED => FinalizeStep::Wait,
+        // A reorganisation took the submission (or the acceptance too) away.
+        status::ACCEPTED | status::POSTED => FinalizeStep::Reopen,
         status::FINALIZED => FinalizeStep::Done,
         status::REJECTED => FinalizeStep::Lost("rejected in a dispute".into()),
         other => FinalizeStep::Lost(format!("on-chain status {}", status::name(other))),
+    }
+}
+
+/// How the chain's acceptance of a job compares with the one stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Acceptance {
+    /// The same assignment: the stored result (or submission) stands.
+    Same,
+    /// Ours, with another assignment (re-mined elsewhere after a reorganisation: another seed).
+    Reassigned(IJobEscrow::Assignment),
+    /// Accepted by another executor.
+    Taken(Address),
+}
+
+/// Compares the assignment `stored` for executor `me` with the chain's `onchain` one.
+fn acceptance(
+    me: Address,
+    stored: &IJobEscrow::Assignment,
+    onchain: &IJobEscrow::Assignment,
+) -> Acceptance {
+    if onchain.executor != me {
+        Acceptance::Taken(onchain.executor)
+    } else if onchain != stored {
+        Acceptance::Reassigned(onchain.clone())
+    } else {
+        Acceptance::Same
     }
 }
 
@@ -911,10 +1027,48 @@ mod tests {
                 FinalizeStep::Lost(format!("on-chain status {name}"))
             );
         }
-        // The chain no longer shows the submission (a reorg): wait for it to say how it ends.
+        // The chain no longer shows the submission (a reorg): it is submitted again, not awaited
+        // for ever (nor given up when the acceptance went too).
         assert_eq!(
             finalize_step(status::ACCEPTED, &s, 5_000),
-            FinalizeStep::Wait
+            FinalizeStep::Reopen
+        );
+        assert_eq!(
+            finalize_step(status::POSTED, &s, 5_000),
+            FinalizeStep::Reopen
+        );
+    }
+
+    /// A reorganisation that mined our accept again in another block (another seed) is seen as a
+    /// new assignment to generate for, one that gave the job to another executor as lost.
+    #[test]
+    fn acceptance_compares_the_stored_assignment_with_the_chains() {
+        let me = Address::repeat_byte(4);
+        let stored = IJobEscrow::Assignment {
+            executor: me,
+            inputPrice: 100_000,
+            outputPrice: 400_000,
+            collateral: U256::from(2_048),
+            seed: B256::repeat_byte(0x5e),
+        };
+        assert_eq!(acceptance(me, &stored, &stored.clone()), Acceptance::Same);
+        let mut reseeded = stored.clone();
+        reseeded.seed = keccak256(stored.seed);
+        assert_eq!(
+            acceptance(me, &stored, &reseeded),
+            Acceptance::Reassigned(reseeded.clone())
+        );
+        let mut repriced = stored.clone();
+        repriced.outputPrice = 500_000;
+        assert_eq!(
+            acceptance(me, &stored, &repriced),
+            Acceptance::Reassigned(repriced.clone())
+        );
+        let mut other = stored.clone();
+        other.executor = Address::repeat_byte(7);
+        assert_eq!(
+            acceptance(me, &stored, &other),
+            Acceptance::Taken(Address::repeat_byte(7))
         );
     }
 
