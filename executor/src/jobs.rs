@@ -170,10 +170,12 @@ impl JobLoop {
     /// Runs until `shutdown` fires; jobs in progress are left for the next start to resume.
     pub async fn run(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         let mut tasks = tokio::task::JoinSet::new();
+        // The finalization pass in progress: one at a time, beside the ticks.
+        let mut finalizer: Option<tokio::task::JoinHandle<()>> = None;
         // Poll at the configured interval; while the node fails, back off up to a minute.
         let mut delay = self.config.poll_interval;
         loop {
-            match self.tick(&mut tasks).await {
+            match self.tick(&mut tasks, &mut finalizer).await {
                 Ok(()) => delay = self.config.poll_interval,
                 Err(error) => {
                     delay = (delay * 2).min(Duration::from_secs(60));
@@ -187,10 +189,30 @@ impl JobLoop {
             }
         }
         tasks.abort_all();
+        if let Some(finalizer) = finalizer {
+            // A finalize in flight is in the transaction log: the next start awaits it.
+            finalizer.abort();
+        }
         tracing::info!("job loop stopped");
     }
 
-    async fn tick(self: &Arc<Self>, tasks: &mut tokio::task::JoinSet<()>) -> Result<(), StepError> {
+    async fn tick(
+        self: &Arc<Self>,
+        tasks: &mut tokio::task::JoinSet<()>,
+        finalizer: &mut Option<tokio::task::JoinHandle<()>>,
+    ) -> Result<(), StepError> {
+        // Finalizations run in their own task, started before the scan (so a failing node read
+        // below does not hold them back): a finalize whose confirmation is slow (stuck, bumped)
+        // never stalls scanning or the jobs owed a submission. Another pass starts only once the
+        // previous one has ended.
+        if self.config.auto_finalize && finalizer.as_ref().is_none_or(|f| f.is_finished()) {
+            let this = Arc::clone(self);
+            *finalizer = Some(tokio::spawn(async move {
+                if let Err(error) = this.finalize_due().await {
+                    tracing::warn!(%error, "finalization pass failed; the next tick tries again");
+                }
+            }));
+        }
         self.scan().await?;
         for job in self
             .store
@@ -221,9 +243,6 @@ impl JobLoop {
                 }
                 drop(permit);
             });
-        }
-        if self.config.auto_finalize {
-            self.finalize_due().await?;
         }
         Ok(())
     }
