@@ -23,6 +23,11 @@ use crate::{
     store::{Store, StoreError},
 };
 
+/// How far below an unverifiable position a consumer reads again: more than any chain's distance
+/// between its head and its finalized block (Ethereum ~64-96 blocks, OP-stack chains a few
+/// thousand), so the fork of a reorg that voided the position lies above it.
+pub const REREAD_DEPTH: u64 = 16_384;
+
 /// Where a consumer stands: the last block whose logs it has read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Position {
@@ -55,7 +60,8 @@ pub enum Feed {
     },
     /// The consumer's block was reorganised away: logs it read above `ancestor` are void.
     Reorged {
-        /// Where to read again from (the finalized block, or the indexer's cursor when it rolled
+        /// Where to read again from ([`REREAD_DEPTH`] below an unverifiable position, or the
+        /// indexer's cursor when it rolled
         /// back below the consumer).
         ancestor: Position,
     },
@@ -104,49 +110,36 @@ impl Store {
                 .bind(i64_of(chain_id))
                 .bind(i64_of(number))
         };
-        let finalized_position = Position {
-            block_number: finalized,
-            block_hash: None,
-        };
-
-        if after.block_number > cursor_number {
-            // The indexer rolled back below the consumer (or the consumer came from elsewhere).
-            // A consumer's block above finality cannot be checked any more, and the indexer may
-            // have indexed the new branch up to its cursor since the rollback: the blocks the
-            // consumer read below that cursor may be void too, so the finalized block is the one
-            // certain common ancestor.
-            if after.block_hash.is_some()
-                && after.block_number > finalized
-                && finalized < cursor_number
-            {
+        // A position that carries a hash is checked against the header stored at its height
+        // (the finalized block's and those above it are kept). One that cannot be checked — the
+        // indexer rolled back below it, or finality passed it and its header was pruned — or
+        // that does not match was on a branch the indexer may have left: the consumer reads
+        // again from `REREAD_DEPTH` blocks below it, which is below the fork (a position is
+        // handed out above the finalized block of its time, and a fork is never below that).
+        if let Some(hash) = after.block_hash {
+            let stored: Option<B256> = if after.block_number > cursor_number {
+                None
+            } else {
+                stored_hash(after.block_number)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .map(|row| get_parsed(&row, "hash"))
+                    .transpose()
+                    .map_err(corrupt("blocks"))?
+            };
+            if stored != Some(hash) {
                 return Ok(Feed::Reorged {
-                    ancestor: finalized_position,
+                    ancestor: Position::before(after.block_number.saturating_sub(REREAD_DEPTH) + 1),
                 });
             }
+        } else if after.block_number > cursor_number {
+            // Trusted by number, yet above the indexer: it rolled back below the consumer.
             return Ok(Feed::Reorged {
                 ancestor: Position {
                     block_number: cursor_number,
                     block_hash: Some(cursor_hash),
                 },
             });
-        }
-        if let Some(hash) = after.block_hash
-            && after.block_number > finalized
-        {
-            let row = stored_hash(after.block_number)
-                .fetch_optional(&mut *tx)
-                .await?;
-            let stored: Option<B256> = row
-                .map(|row| get_parsed(&row, "hash"))
-                .transpose()
-                .map_err(corrupt("blocks"))?;
-            if stored != Some(hash) {
-                // The old branch's hashes are gone: the finalized block is the one certain
-                // common ancestor.
-                return Ok(Feed::Reorged {
-                    ancestor: finalized_position,
-                });
-            }
         }
 
         let last = cursor_number.min(after.block_number.saturating_add(max_blocks.max(1)));

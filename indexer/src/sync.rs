@@ -65,7 +65,7 @@ pub enum IndexerError {
     Node(String),
     /// The node is still syncing: its view of the chain cannot be trusted yet.
     #[error(
-        "the node is still syncing (at block {current} of {highest}): the indexer waits for a synced node and stops"
+        "the node is still syncing (at block {current} of {highest}): waiting for a synced node"
     )]
     NodeSyncing {
         /// Its current block.
@@ -85,7 +85,7 @@ pub enum IndexerError {
     },
     /// The node's head is below a block it reported finalized.
     #[error(
-        "the node's {what} went back from block {before} to {now}: a node out of sync, or another chain; stopping without touching the data"
+        "the node's {what} went back from block {before} to {now}: a node behind (a load balancer's pool?) or out of sync; waiting without touching the data"
     )]
     WentBack {
         /// What went back.
@@ -103,11 +103,12 @@ pub enum IndexerError {
 impl IndexerError {
     /// Whether retrying cannot help: the indexer stops.
     pub fn is_fatal(&self) -> bool {
+        // A syncing node or a head below finalized is a node behind, often one answer of a
+        // load-balanced pool: retried with backoff, never fatal (the executor embeds this
+        // follower and must not stop on one lagging answer). The data is left alone meanwhile.
         matches!(
             self,
-            Self::NodeSyncing { .. }
-                | Self::BelowFinalized { .. }
-                | Self::WentBack { .. }
+            Self::BelowFinalized { .. }
                 | Self::Config(_)
                 | Self::Store(StoreError::CursorMoved { .. } | StoreError::OtherContracts { .. })
                 | Self::Store(StoreError::Corrupt { .. } | StoreError::Migrate(_))
@@ -151,6 +152,9 @@ const NOT_READY_REPORT: u64 = 50;
 const MIN_RANGE: u64 = 1;
 /// Logs per `eth_getLogs` the range adapts towards.
 const TARGET_LOGS: u64 = 5_000;
+/// The newest blocks followed header by header even when finalized: deeper than any pool node
+/// lags (a node further behind answers ranges it cannot fill).
+const FOLLOW_DEPTH: u64 = 64;
 /// Blocks per batch above the finalized block (each needs its header).
 const UNFINALIZED_BATCH: u64 = 128;
 /// First pause after a rate-limit answer; it doubles per retry up to [`RATE_LIMIT_MAX_PAUSE`].
@@ -612,19 +616,39 @@ impl Indexer {
             });
         }
 
-        // Reorg: the indexed block is no longer the node's block at that height. A head below
-        // the cursor is a shorter chain only when the cursor's block is gone too (behind a load
-        // balancer the head may come from a node a block behind the one that answers next).
+        // Reorg: the indexed block is no longer the node's block at that height. A node whose
+        // head is below the cursor is either behind (behind a load balancer the next answer may
+        // come from a node a few blocks behind) or on a shorter branch: its head block tells
+        // which — the one indexed at that height (wait for the node) or another (roll back).
+        if cursor.block_number > tip.head {
+            let indexed = self
+                .store
+                .blocks_desc(self.chain_id)
+                .await?
+                .into_iter()
+                .find(|block| block.number == tip.head);
+            let node = self.header_at(tip.head).await?;
+            if let (Some(indexed), Some(node)) = (indexed, node)
+                && indexed.hash == node.block.hash
+            {
+                tracing::debug!(
+                    block = cursor.block_number,
+                    head = tip.head,
+                    "the node is behind the indexed block; waiting"
+                );
+                return Ok(Step::Idle);
+            }
+            return self.roll_back(&cursor, tip).await;
+        }
         let current = self.header_at(cursor.block_number).await?;
         let still_canonical = match current {
             Some(header) => header.block.hash == cursor.block_hash,
-            None if cursor.block_number <= tip.head => {
+            None => {
                 return Err(IndexerError::Node(format!(
                     "block {} not found",
                     cursor.block_number
                 )));
             }
-            None => false,
         };
         if !still_canonical {
             return self.roll_back(&cursor, tip).await;
@@ -633,7 +657,11 @@ impl Indexer {
             return Ok(Step::Idle);
         }
         let from = cursor.block_number + 1;
-        if from <= tip.finalized {
+        // Ranges by number only where every node of a pool has the blocks: the last
+        // `FOLLOW_DEPTH` blocks, finalized or not, are followed header by header (bloom, logs by
+        // hash), so a node a few blocks behind cannot make a range look empty on a chain whose
+        // finalized block is close to its head.
+        if from <= tip.finalized.min(tip.head.saturating_sub(FOLLOW_DEPTH)) {
             self.backfill(cursor, tip).await
         } else {
             self.follow(cursor, tip).await
@@ -679,7 +707,7 @@ impl Indexer {
     /// Finalized history: ranges fetched `concurrency` at a time, committed in order.
     async fn backfill(&self, cursor: Cursor, tip: Tip) -> Result<Step, IndexerError> {
         let first = cursor.block_number + 1;
-        let last = tip.finalized;
+        let last = tip.finalized.min(tip.head.saturating_sub(FOLLOW_DEPTH));
         let total = last - first + 1;
         let started = Instant::now();
         let mut report = Instant::now();
