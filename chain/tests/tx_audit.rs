@@ -1,8 +1,9 @@
 //! Defects the audit of the transaction manager found (issue 9), each a test that failed before
 //! its fix: a lagging receipt, a reorganised step, compounding fee bumps, credentials in errors.
 
+mod common;
+
 use std::{
-    path::{Path, PathBuf},
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -11,59 +12,18 @@ use std::{
 };
 
 use alloy::{
-    network::TransactionBuilder,
-    node_bindings::{Anvil, AnvilInstance},
     primitives::{Address, U256},
     providers::{DynProvider, Provider, ProviderBuilder},
-    rpc::types::TransactionRequest,
     signers::local::PrivateKeySigner,
 };
-use eyre::{Result, WrapErr, bail};
-use infera_chain::{
-    devnet::anvil_path,
-    tx::{GAP_FILL_KIND, TxConfig, TxError, TxLog, TxManager, TxOutcome},
-};
+use common::{db_path, manager, mine, open_log, rpc, start_anvil, transfer};
+use eyre::{Result, bail};
+use infera_chain::tx::{GAP_FILL_KIND, TxConfig, TxError, TxManager, TxOutcome};
 use serde_json::{Value, json};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
 };
-
-fn start_anvil(args: &[&str]) -> Result<(AnvilInstance, DynProvider)> {
-    let anvil = Anvil::at(anvil_path())
-        .args(args.iter().map(|a| (*a).to_owned()))
-        .try_spawn()
-        .wrap_err("starting anvil")?;
-    let provider = ProviderBuilder::new()
-        .disable_recommended_fillers()
-        .connect_http(anvil.endpoint_url())
-        .erased();
-    Ok((anvil, provider))
-}
-
-fn db_path(name: &str) -> PathBuf {
-    let path =
-        std::env::temp_dir().join(format!("infera-audit-{name}-{}.sqlite", std::process::id()));
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-    }
-    path
-}
-
-async fn open_log(path: &Path) -> Result<TxLog> {
-    let options = SqliteConnectOptions::new()
-        .filename(path)
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Full)
-        .busy_timeout(Duration::from_secs(10));
-    let pool = SqlitePoolOptions::new()
-        .max_connections(4)
-        .connect_with(options)
-        .await?;
-    Ok(TxLog::open(pool).await?)
-}
 
 fn config() -> TxConfig {
     TxConfig {
@@ -71,38 +31,6 @@ fn config() -> TxConfig {
         poll_interval: Duration::from_millis(100),
         ..TxConfig::default()
     }
-}
-
-async fn manager(
-    anvil: &AnvilInstance,
-    provider: &DynProvider,
-    db: &Path,
-    config: TxConfig,
-) -> Result<TxManager> {
-    let signer = PrivateKeySigner::from(anvil.keys()[0].clone());
-    Ok(TxManager::new(
-        provider.clone(),
-        signer,
-        anvil.chain_id(),
-        open_log(db).await?,
-        config,
-    )
-    .await?)
-}
-
-fn transfer(to: Address) -> TransactionRequest {
-    TransactionRequest::default()
-        .with_to(to)
-        .with_value(U256::from(1))
-}
-
-async fn rpc(provider: &DynProvider, method: &'static str, params: Value) -> Result<Value> {
-    Ok(provider.raw_request(method.into(), params).await?)
-}
-
-async fn mine(provider: &DynProvider) -> Result<()> {
-    rpc(provider, "evm_mine", json!([])).await?;
-    Ok(())
 }
 
 /// A minimal JSON-RPC-over-HTTP proxy in front of anvil: while `lag_receipts` is set, it answers
@@ -205,7 +133,7 @@ async fn a_lagging_receipt_never_marks_a_mined_transaction_replaced() -> Result<
         .connect_http(proxy.url.parse()?)
         .erased();
     let db = db_path("lagging-receipt");
-    let manager = manager(&anvil, &provider, &db, config()).await?;
+    let manager = manager(&anvil, &provider, 0, &db, config()).await?;
     let job = U256::from(7);
     let pending = manager
         .send("accept", Some(job), transfer(anvil.addresses()[1]))
@@ -246,7 +174,7 @@ async fn a_lagging_receipt_never_marks_a_mined_transaction_replaced() -> Result<
 async fn a_reorganised_step_is_rebroadcast_not_gap_filled() -> Result<()> {
     let (anvil, provider) = start_anvil(&["--no-mining"])?;
     let db = db_path("reorged-step");
-    let manager = manager(&anvil, &provider, &db, config()).await?;
+    let manager = manager(&anvil, &provider, 0, &db, config()).await?;
     let snapshot = rpc(&provider, "evm_snapshot", json!([])).await?;
     let job = U256::from(9);
     let pending = manager
@@ -335,6 +263,7 @@ async fn fee_bumps_do_not_compound_while_the_bid_meets_the_market() -> Result<()
     let manager = manager(
         &anvil,
         &provider,
+        0,
         &db,
         TxConfig {
             resubmit_after: Duration::from_millis(50),

@@ -2,69 +2,27 @@
 //! test mines one) or interval mining, driving anvil's RPC extensions to drop transactions and
 //! raise the base fee. Every wait polls with a generous deadline; nothing asserts on time.
 
-use std::{
-    future::Future,
-    path::{Path, PathBuf},
-    time::Duration,
-};
+mod common;
+
+use std::{future::Future, time::Duration};
 
 use alloy::{
     network::TransactionBuilder,
-    node_bindings::{Anvil, AnvilInstance},
     primitives::{Address, Bytes, U256, keccak256},
     providers::{DynProvider, Provider, ProviderBuilder},
     rpc::types::TransactionRequest,
     signers::local::PrivateKeySigner,
 };
+use common::{db_path, manager, mine, open_log, rpc, start_anvil, transfer};
 use eyre::{Result, WrapErr, bail, ensure};
 use infera_chain::{
     deploy::ChainError,
-    devnet::anvil_path,
-    tx::{
-        GAP_FILL_KIND, PendingTx, TxConfig, TxError, TxLog, TxLogEntry, TxManager, TxOutcome,
-        TxStatus,
-    },
+    tx::{GAP_FILL_KIND, PendingTx, TxConfig, TxError, TxLogEntry, TxManager, TxOutcome, TxStatus},
 };
-use serde_json::{Value, json};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use serde_json::json;
 use tokio::task::JoinHandle;
 
 const DEADLINE: Duration = Duration::from_secs(60);
-
-fn start_anvil(args: &[&str]) -> Result<(AnvilInstance, DynProvider)> {
-    let anvil = Anvil::at(anvil_path())
-        .args(args.iter().map(|a| (*a).to_owned()))
-        .try_spawn()
-        .wrap_err("starting anvil (run scripts/setup)")?;
-    let provider = ProviderBuilder::new()
-        .disable_recommended_fillers()
-        .connect_http(anvil.endpoint_url())
-        .erased();
-    Ok((anvil, provider))
-}
-
-fn db_path(name: &str) -> PathBuf {
-    let path = std::env::temp_dir().join(format!("infera-tx-{name}-{}.sqlite", std::process::id()));
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-    }
-    path
-}
-
-/// Opens the log the way the executor opens its store: WAL, `synchronous = FULL`.
-async fn open_log(path: &Path) -> Result<TxLog> {
-    let options = SqliteConnectOptions::new()
-        .filename(path)
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Full)
-        .busy_timeout(Duration::from_secs(10));
-    let pool = SqlitePoolOptions::new()
-        .max_connections(4)
-        .connect_with(options)
-        .await?;
-    Ok(TxLog::open(pool).await?)
-}
 
 fn config(resubmit_after: Duration) -> TxConfig {
     TxConfig {
@@ -74,41 +32,8 @@ fn config(resubmit_after: Duration) -> TxConfig {
     }
 }
 
-async fn manager(
-    anvil: &AnvilInstance,
-    provider: &DynProvider,
-    key: usize,
-    db: &Path,
-    config: TxConfig,
-) -> Result<TxManager> {
-    let signer = PrivateKeySigner::from(anvil.keys()[key].clone());
-    Ok(TxManager::new(
-        provider.clone(),
-        signer,
-        anvil.chain_id(),
-        open_log(db).await?,
-        config,
-    )
-    .await?)
-}
-
 fn keeper(manager: &TxManager) -> JoinHandle<()> {
     tokio::spawn(manager.clone().run(std::future::pending()))
-}
-
-fn transfer(to: Address) -> TransactionRequest {
-    TransactionRequest::default()
-        .with_to(to)
-        .with_value(U256::from(1))
-}
-
-async fn rpc(provider: &DynProvider, method: &'static str, params: Value) -> Result<Value> {
-    Ok(provider.raw_request(method.into(), params).await?)
-}
-
-async fn mine(provider: &DynProvider) -> Result<()> {
-    rpc(provider, "evm_mine", json!([])).await?;
-    Ok(())
 }
 
 /// Polls `check` until it holds, failing after [`DEADLINE`].
