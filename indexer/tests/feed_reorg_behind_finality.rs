@@ -16,52 +16,12 @@ use alloy::{
     providers::{Provider, ext::AnvilApi},
     sol_types::SolEvent,
 };
-use common::{Chain, Db, wait_caught_up};
+use common::{Chain, Db, read_posts, wait_caught_up};
 use eyre::{Result, ensure, eyre};
 use infera_chain::bindings::JobEscrow;
-use infera_indexer::{Feed, Indexer, Position};
+use infera_indexer::{Indexer, Position};
 
 const SLOTS: u64 = 4;
-
-/// Reads JobPosted logs until the indexer's cursor; on a reorg drops what it read above the
-/// ancestor. Returns the position and the number of reorgs it was told of.
-async fn read_posts(
-    store: &infera_indexer::Store,
-    chain: &Chain,
-    mut position: Position,
-    seen: &mut Vec<(u64, U256, Bytes)>,
-) -> Result<(Position, usize)> {
-    let topic = JobEscrow::JobPosted::SIGNATURE_HASH;
-    let escrow = chain.devnet.deployment.job_escrow;
-    let mut reorgs = 0;
-    loop {
-        let cursor = store
-            .cursor(chain.chain_id())
-            .await?
-            .ok_or_else(|| eyre!("no cursor"))?;
-        match store
-            .feed(chain.chain_id(), position, &[escrow], &[topic], 3)
-            .await?
-        {
-            Feed::Reorged { ancestor } => {
-                reorgs += 1;
-                seen.retain(|(block, _, _)| *block <= ancestor.block_number);
-                position = ancestor;
-            }
-            Feed::Logs { logs, next } => {
-                for log in logs {
-                    let block = log.block_number.unwrap_or_default();
-                    let posted = log.log_decode::<JobEscrow::JobPosted>()?.inner.data;
-                    seen.push((block, posted.jobId, posted.prompt));
-                }
-                position = next;
-                if position.block_number == cursor.block_number {
-                    return Ok((position, reorgs));
-                }
-            }
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consumer_behind_finality_after_a_reorg_reads_the_new_branch() -> Result<()> {

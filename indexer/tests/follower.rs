@@ -16,11 +16,11 @@ use alloy::{eips::BlockNumberOrTag, providers::Provider, providers::ext::AnvilAp
 use common::{
     Chain, Db, assert_same,
     proxy::{Faults, Proxy},
-    reference, wait_caught_up,
+    read_posts, reference, wait_caught_up,
 };
 use eyre::{Result, ensure, eyre};
 use infera_chain::bindings::JobEscrow;
-use infera_indexer::{Feed, Indexer, Position};
+use infera_indexer::{Indexer, Position};
 
 /// `slots_in_an_epoch` for these chains: anvil's finalized block is two epochs below the head,
 /// which leaves room above the proxy's lag of up to three blocks.
@@ -186,47 +186,6 @@ async fn a_reorg_down_to_the_finalized_block_rolls_back_on_postgres() -> Result<
     db.drop_database().await?;
     reference_db.drop_database().await?;
     result
-}
-
-/// Reads the feed of JobPosted logs from `position` until it reaches the indexer's cursor,
-/// appending (block, job id, prompt) to `seen`; on a reorg, drops what it read above the ancestor
-/// and reads again from there. Returns the new position and how many reorgs it saw.
-async fn read_posts(
-    store: &infera_indexer::Store,
-    chain: &Chain,
-    mut position: Position,
-    seen: &mut Vec<(u64, alloy::primitives::U256, alloy::primitives::Bytes)>,
-) -> Result<(Position, usize)> {
-    let topic = <JobEscrow::JobPosted as alloy::sol_types::SolEvent>::SIGNATURE_HASH;
-    let escrow = chain.devnet.deployment.job_escrow;
-    let mut reorgs = 0;
-    loop {
-        let cursor = store
-            .cursor(chain.chain_id())
-            .await?
-            .ok_or_else(|| eyre!("no cursor"))?;
-        match store
-            .feed(chain.chain_id(), position, &[escrow], &[topic], 3)
-            .await?
-        {
-            Feed::Reorged { ancestor } => {
-                reorgs += 1;
-                seen.retain(|(block, _, _)| *block <= ancestor.block_number);
-                position = ancestor;
-            }
-            Feed::Logs { logs, next } => {
-                for log in logs {
-                    let block = log.block_number.unwrap_or_default();
-                    let posted = log.log_decode::<JobEscrow::JobPosted>()?.inner.data;
-                    seen.push((block, posted.jobId, posted.prompt));
-                }
-                position = next;
-                if position.block_number == cursor.block_number {
-                    return Ok((position, reorgs));
-                }
-            }
-        }
-    }
 }
 
 async fn feed_through_a_reorg(chain: &mut Chain, db: &Db) -> Result<()> {

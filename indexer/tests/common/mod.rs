@@ -587,3 +587,44 @@ pub async fn reference(chain: &Chain, db: &Db) -> Result<Store> {
     wait_caught_up(indexer.store(), chain, Duration::from_secs(5)).await?;
     Ok(indexer.store().clone())
 }
+
+/// Reads the feed of JobPosted logs from `position` until it reaches the indexer's cursor,
+/// appending (block, job id, prompt) to `seen`; on a reorg, drops what it read above the ancestor
+/// and reads again from there. Returns the new position and how many reorgs it saw.
+pub async fn read_posts(
+    store: &infera_indexer::Store,
+    chain: &Chain,
+    mut position: infera_indexer::Position,
+    seen: &mut Vec<(u64, alloy::primitives::U256, alloy::primitives::Bytes)>,
+) -> eyre::Result<(infera_indexer::Position, usize)> {
+    let topic = <JobEscrow::JobPosted as alloy::sol_types::SolEvent>::SIGNATURE_HASH;
+    let escrow = chain.devnet.deployment.job_escrow;
+    let mut reorgs = 0;
+    loop {
+        let cursor = store
+            .cursor(chain.chain_id())
+            .await?
+            .ok_or_else(|| eyre::eyre!("no cursor"))?;
+        match store
+            .feed(chain.chain_id(), position, &[escrow], &[topic], 3)
+            .await?
+        {
+            infera_indexer::Feed::Reorged { ancestor } => {
+                reorgs += 1;
+                seen.retain(|(block, _, _)| *block <= ancestor.block_number);
+                position = ancestor;
+            }
+            infera_indexer::Feed::Logs { logs, next } => {
+                for log in logs {
+                    let block = log.block_number.unwrap_or_default();
+                    let posted = log.log_decode::<JobEscrow::JobPosted>()?.inner.data;
+                    seen.push((block, posted.jobId, posted.prompt));
+                }
+                position = next;
+                if position.block_number == cursor.block_number {
+                    return Ok((position, reorgs));
+                }
+            }
+        }
+    }
+}
