@@ -307,15 +307,17 @@ impl Store {
         .transpose()
     }
 
-    /// Stored headers of `chain_id`, newest first: where a reorg search walks.
+    /// Stored headers of `chain_id`, newest first, at or above `from`: where a reorg search walks.
     ///
     /// # Errors
     /// A database error.
-    pub async fn blocks_desc(&self, chain_id: u64) -> Result<Vec<BlockRef>, StoreError> {
+    pub async fn blocks_desc(&self, chain_id: u64, from: u64) -> Result<Vec<BlockRef>, StoreError> {
         let rows = sqlx::query(
-            "SELECT number, hash, parent_hash FROM blocks WHERE chain_id = $1 ORDER BY number DESC",
+            "SELECT number, hash, parent_hash FROM blocks WHERE chain_id = $1 AND number >= $2 \
+             ORDER BY number DESC",
         )
         .bind(int_i64(chain_id))
+        .bind(int_i64(from))
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -722,9 +724,11 @@ pub(crate) async fn save_blocks(
             .execute(&mut *conn)
             .await?;
     }
+    // Headers are kept `REREAD_DEPTH` blocks below finalized, so a feed consumer's position that
+    // finality passed can still be checked against its block (instead of being re-read).
     sqlx::query("DELETE FROM blocks WHERE chain_id = $1 AND number < $2 AND number <> $3")
         .bind(int_i64(chain_id))
-        .bind(int_i64(finalized))
+        .bind(int_i64(finalized.saturating_sub(crate::feed::REREAD_DEPTH)))
         .bind(int_i64(keep))
         .execute(&mut *conn)
         .await?;

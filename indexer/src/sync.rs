@@ -623,7 +623,7 @@ impl Indexer {
         if cursor.block_number > tip.head {
             let indexed = self
                 .store
-                .blocks_desc(self.chain_id)
+                .blocks_desc(self.chain_id, tip.head)
                 .await?
                 .into_iter()
                 .find(|block| block.number == tip.head);
@@ -671,7 +671,11 @@ impl Indexer {
     /// Walks the stored headers down to the newest one the node still has, and rolls back to it.
     async fn roll_back(&self, cursor: &Cursor, tip: Tip) -> Result<Step, IndexerError> {
         let started = Instant::now();
-        for stored in self.store.blocks_desc(self.chain_id).await? {
+        for stored in self
+            .store
+            .blocks_desc(self.chain_id, cursor.finalized)
+            .await?
+        {
             // The finalized block itself is a valid common ancestor (its header is kept).
             if stored.number < cursor.finalized {
                 break;
