@@ -230,13 +230,22 @@ impl Chain {
         }
         match self.tx.outcome(kind, job_id).await? {
             Some(TxOutcome::Mined(tx_hash)) => {
-                if let Some(receipt) = self.provider.get_transaction_receipt(tx_hash).await? {
-                    tracing::info!(job_id = %job_id, %tx_hash, kind, block = receipt.block_number, "step already mined");
-                    return Ok(receipt);
+                match self.provider.get_transaction_receipt(tx_hash).await? {
+                    Some(receipt) if receipt.status() => {
+                        tracing::info!(job_id = %job_id, %tx_hash, kind, block = receipt.block_number, "step already mined");
+                        return Ok(receipt);
+                    }
+                    // Mined again after a reorganisation, into a state where it reverted (e.g. a
+                    // submission for the assignment a re-mined acceptance replaced): not done.
+                    Some(receipt) => {
+                        tracing::warn!(job_id = %job_id, %tx_hash, kind, block = receipt.block_number, "logged as mined, now reverted on this branch; sending again");
+                    }
+                    // Mined, yet the node does not know it (a reorg, or a node behind): send
+                    // again; the contract refuses a step done twice at estimation.
+                    None => {
+                        tracing::warn!(job_id = %job_id, %tx_hash, kind, "logged as mined but no receipt; sending again");
+                    }
                 }
-                // Mined, yet the node does not know it (a reorg, or a node behind): send again;
-                // the contract refuses a step done twice at estimation.
-                tracing::warn!(job_id = %job_id, %tx_hash, kind, "logged as mined but no receipt; sending again");
             }
             Some(TxOutcome::Reverted(tx_hash)) => {
                 tracing::info!(job_id = %job_id, %tx_hash, kind, "the last try reverted; trying again");

@@ -23,6 +23,7 @@ use std::{
     future::Future,
     net::SocketAddr,
     sync::{Arc, OnceLock},
+    time::Duration,
 };
 
 use alloy::{
@@ -261,7 +262,7 @@ impl Executor {
         let me = chain.address;
         // A step sent before a restart and not mined yet is awaited first, so the state read next
         // includes it (a stake still in the mempool is not sent twice).
-        settle_in_flight(chain, &["approve", "stake"]).await?;
+        let stake_settled = settle_in_flight(chain, &["approve", "stake"]).await?;
         let staked = U256::from(
             chain
                 .staking
@@ -271,7 +272,7 @@ impl Executor {
                 .map_err(ChainError::from)?
                 .staked,
         );
-        if staked < self.config.stake {
+        if staked < self.config.stake && stake_settled {
             let missing = self.config.stake - staked;
             let balance = chain
                 .token
@@ -301,14 +302,16 @@ impl Executor {
             .hardware
             .clone()
             .unwrap_or_else(|| hardware::profile(&self.config.device));
-        settle_in_flight(chain, &["register"]).await?;
+        let register_settled = settle_in_flight(chain, &["register"]).await?;
         let profile = chain
             .staking
             .executorProfile(me)
             .call()
             .await
             .map_err(ChainError::from)?;
-        if !profile.registered || profile.endpoint != endpoint || profile.hardware != hardware {
+        if register_settled
+            && (!profile.registered || profile.endpoint != endpoint || profile.hardware != hardware)
+        {
             let call = chain
                 .staking
                 .registerExecutor(endpoint.clone(), hardware.clone());
@@ -317,8 +320,8 @@ impl Executor {
                 .await?;
             tracing::info!(endpoint, hardware, "registered");
         }
-        settle_in_flight(chain, &["price"]).await?;
-        for (id, served) in &self.served {
+        let price_settled = settle_in_flight(chain, &["price"]).await?;
+        for (id, served) in self.served.iter().filter(|_| price_settled) {
             let price = chain
                 .staking
                 .priceOf(me, *id)
@@ -468,12 +471,27 @@ impl Executor {
             None => self.config.start_block.unwrap_or(head),
         }
         .min(head + 1);
+        // A position above finality may lie on a branch a reorg left while the executor was down;
+        // the feed then sends it back `REREAD_DEPTH` blocks. A new index database (deleted, or the
+        // first run after an upgrade) must hold those blocks: it starts that far back. An existing
+        // one ignores its start block.
+        let hashed = self
+            .chain
+            .store()
+            .scan_position()
+            .await?
+            .is_some_and(|position| position.block_hash.is_some());
+        let index_from = if hashed {
+            start_block.saturating_sub(infera_indexer::REREAD_DEPTH)
+        } else {
+            start_block
+        };
         let database = self.index_database();
         let config = IndexerConfig {
             rpc_url: self.config.rpc_url.clone(),
             job_escrow: Some(*self.chain.escrow.address()),
             database_url: format!("sqlite://{}", database.display()),
-            start_block: Some(start_block),
+            start_block: Some(index_from),
             poll_interval_ms: self.config.poll_interval_ms,
             ..IndexerConfig::default()
         };
@@ -525,35 +543,53 @@ pub async fn withdraw(config: ExecutorConfig) -> Result<U256, ExecutorError> {
     withdrawn
 }
 
+/// How long startup waits for registration transactions a previous run left in flight.
+const REGISTRATION_WAIT: Duration = Duration::from_secs(120);
+
 /// Awaits the registration transactions of `kinds` (sent for no job) that a previous run logged and
-/// that are not final yet. The background transaction manager re-broadcasts and bumps them, so
-/// this ends once each is mined or has lost its nonce. A revert or a lost nonce is only reported:
-/// the on-chain state read next says whether the step is still to do.
-async fn settle_in_flight(chain: &Chain, kinds: &[&str]) -> Result<(), ExecutorError> {
-    for &kind in kinds {
-        let pending = chain
-            .tx()
-            .in_flight_kind(kind)
-            .await
-            .map_err(SendError::from)?;
-        for tx in pending {
-            let (tx_hash, nonce) = (tx.first_hash, tx.nonce);
-            tracing::info!(%tx_hash, kind, nonce, "awaiting a registration transaction sent before a restart");
-            match tx.confirmed().await {
-                Ok(receipt) => {
-                    tracing::info!(tx_hash = %receipt.transaction_hash, block = receipt.block_number, kind, "registration transaction from before a restart mined");
+/// that are not final yet, for at most [`REGISTRATION_WAIT`]. The background transaction manager
+/// re-broadcasts and bumps them. A revert or a lost nonce is only reported: the on-chain state read
+/// next says whether the step is still to do. Returns `false` when one is still in flight after
+/// the wait (a fee cap below the base fee, say): the caller does not send that step again (no
+/// double stake) and startup goes on, so the executor never hangs on an old transaction.
+async fn settle_in_flight(chain: &Chain, kinds: &[&str]) -> Result<bool, ExecutorError> {
+    let settle = async {
+        for &kind in kinds {
+            let pending = chain
+                .tx()
+                .in_flight_kind(kind)
+                .await
+                .map_err(SendError::from)?;
+            for tx in pending {
+                let (tx_hash, nonce) = (tx.first_hash, tx.nonce);
+                tracing::info!(%tx_hash, kind, nonce, "awaiting a registration transaction sent before a restart");
+                match tx.confirmed().await {
+                    Ok(receipt) => {
+                        tracing::info!(tx_hash = %receipt.transaction_hash, block = receipt.block_number, kind, "registration transaction from before a restart mined");
+                    }
+                    Err(
+                        error @ (infera_chain::tx::TxError::Reverted { .. }
+                        | infera_chain::tx::TxError::Replaced { .. }),
+                    ) => {
+                        tracing::warn!(%tx_hash, kind, %error, "registration transaction from before a restart did not take effect");
+                    }
+                    Err(error) => return Err(ExecutorError::from(SendError::from(error))),
                 }
-                Err(
-                    error @ (infera_chain::tx::TxError::Reverted { .. }
-                    | infera_chain::tx::TxError::Replaced { .. }),
-                ) => {
-                    tracing::warn!(%tx_hash, kind, %error, "registration transaction from before a restart did not take effect");
-                }
-                Err(error) => return Err(SendError::from(error).into()),
             }
         }
+        Ok(())
+    };
+    match tokio::time::timeout(REGISTRATION_WAIT, settle).await {
+        Ok(settled) => settled.map(|()| true),
+        Err(_) => {
+            tracing::warn!(
+                kinds = kinds.join(","),
+                waited_s = REGISTRATION_WAIT.as_secs(),
+                "a registration transaction from before a restart is still in flight; not sending it again (the transaction manager keeps bumping it)"
+            );
+            Ok(false)
+        }
     }
-    Ok(())
 }
 
 async fn withdraw_credits(chain: &Chain) -> Result<U256, ExecutorError> {

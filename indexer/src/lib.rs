@@ -26,7 +26,7 @@ pub mod sync;
 use std::future::Future;
 
 pub use config::IndexerConfig;
-pub use feed::{Feed, Position};
+pub use feed::{Feed, Position, REREAD_DEPTH};
 pub use state::Contracts;
 pub use store::{Backend, Cursor, Store, StoreError};
 pub use sync::{Indexer, IndexerError, Step};

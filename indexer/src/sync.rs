@@ -152,6 +152,8 @@ const NOT_READY_REPORT: u64 = 50;
 const MIN_RANGE: u64 = 1;
 /// Logs per `eth_getLogs` the range adapts towards.
 const TARGET_LOGS: u64 = 5_000;
+/// A node behind the indexed chain this long is reported as an error, not a warning.
+const BEHIND_ALARM: Duration = Duration::from_secs(300);
 /// The newest blocks followed header by header even when finalized: deeper than any pool node
 /// lags (a node further behind answers ranges it cannot fill).
 const FOLLOW_DEPTH: u64 = 64;
@@ -849,11 +851,20 @@ impl Indexer {
         tokio::pin!(shutdown);
         let poll = Duration::from_millis(self.config.poll_interval_ms.max(1));
         let mut backoff = poll;
+        // Since when the node has been behind (head below finalized, or syncing), continuously.
+        let mut behind_since: Option<Instant> = None;
         loop {
             let step = tokio::select! {
                 () = &mut shutdown => return Ok(()),
                 step = self.step() => step,
             };
+            let behind = matches!(
+                step,
+                Err(IndexerError::WentBack { .. } | IndexerError::NodeSyncing { .. })
+            );
+            if !behind {
+                behind_since = None;
+            }
             let pause = match step {
                 Ok(Step::Idle) => {
                     backoff = poll;
@@ -874,7 +885,20 @@ impl Indexer {
                         backoff = backoff.max(RATE_LIMIT_MAX_PAUSE);
                     }
                     let pause = jitter(backoff);
-                    tracing::warn!(%error, retry_in_ms = pause.as_millis() as u64, "indexer step failed");
+                    let since = behind.then(|| *behind_since.get_or_insert_with(Instant::now));
+                    match since.map(|since| since.elapsed()) {
+                        // Behind this long is no lagging pool member: another chain (a devnet
+                        // restarted under the same id), or a node that lost its sync.
+                        Some(behind_for) if behind_for >= BEHIND_ALARM => tracing::error!(
+                            %error,
+                            behind_s = behind_for.as_secs(),
+                            retry_in_ms = pause.as_millis() as u64,
+                            "the node has been behind the indexed chain for a long time: check it (another chain? lost sync?)"
+                        ),
+                        _ => {
+                            tracing::warn!(%error, retry_in_ms = pause.as_millis() as u64, "indexer step failed")
+                        }
+                    }
                     pause
                 }
             };
