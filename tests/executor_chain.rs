@@ -142,30 +142,14 @@ async fn scenarios(
         .ok_or_else(|| eyre!("acceptance not found"))?;
     // Re-signed at the same nonce: nothing else was sent in between, no gap, no second step.
     ensure!(accept_tx.nonce() == old_nonce, "the acceptance moved nonce");
-    let accept_block = provider
-        .get_block_by_number(
-            accepted
-                .block_number
-                .ok_or_else(|| eyre!("log without a block"))?
-                .into(),
-        )
-        .await?
-        .ok_or_else(|| eyre!("no block"))?;
+    let accept_block = block_of(provider, &accepted).await?;
     ensure!(
         u128::from(accept_block.header.base_fee_per_gas.unwrap_or_default()) >= SPIKE / 2,
         "the acceptance was mined after the spike"
     );
     ensure!(max_fee(&accept_tx) >= SPIKE / 2);
     let result = job_log::<JobEscrow::ResultSubmitted>(net, spiked_job).await?;
-    let result_block = provider
-        .get_block_by_number(
-            result
-                .block_number
-                .ok_or_else(|| eyre!("log without a block"))?
-                .into(),
-        )
-        .await?
-        .ok_or_else(|| eyre!("no block"))?;
+    let result_block = block_of(provider, &result).await?;
     ensure!(
         result_block.header.timestamp <= deadline,
         "submitted after the deadline"
@@ -202,6 +186,20 @@ async fn scenarios(
 }
 
 /// The fee cap a transaction bid.
+/// The block a log was emitted in.
+async fn block_of(
+    provider: &DynProvider,
+    log: &alloy::rpc::types::Log,
+) -> Result<alloy::rpc::types::Block> {
+    let number = log
+        .block_number
+        .ok_or_else(|| eyre!("log without a block"))?;
+    provider
+        .get_block_by_number(number.into())
+        .await?
+        .ok_or_else(|| eyre!("no block {number}"))
+}
+
 fn max_fee(tx: &alloy::rpc::types::Transaction) -> u128 {
     alloy::consensus::Transaction::max_fee_per_gas(tx)
 }

@@ -285,13 +285,16 @@ impl Engine {
     /// # Errors
     /// [`EngineError::Busy`] when every place is taken or reserved.
     pub fn try_reserve(&self) -> Result<Reservation, EngineError> {
-        let permit =
-            Arc::clone(&self.permits)
-                .try_acquire_owned()
-                .map_err(|_| EngineError::Busy {
-                    capacity: self.capacity,
-                })?;
-        Ok(self.reservation(permit))
+        Ok(self.reservation(self.free_place()?))
+    }
+
+    /// A place free now (neither running, queued nor reserved), or [`EngineError::Busy`].
+    fn free_place(&self) -> Result<OwnedSemaphorePermit, EngineError> {
+        Arc::clone(&self.permits)
+            .try_acquire_owned()
+            .map_err(|_| EngineError::Busy {
+                capacity: self.capacity,
+            })
     }
 
     /// Reserves the next place that frees up, waiting for it: places are handed out in the order
@@ -369,12 +372,7 @@ impl Engine {
     /// request cannot fit, [`EngineError::InvalidRequest`] for an empty prompt or budget.
     pub async fn generate(&self, request: GenerateRequest) -> Result<Generation, EngineError> {
         self.check(&request)?;
-        let permit =
-            Arc::clone(&self.permits)
-                .try_acquire_owned()
-                .map_err(|_| EngineError::Busy {
-                    capacity: self.capacity,
-                })?;
+        let permit = self.free_place()?;
         generation::start(self, request, permit).await
     }
 

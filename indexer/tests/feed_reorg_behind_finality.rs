@@ -14,11 +14,9 @@ use alloy::{
     eips::BlockNumberOrTag,
     primitives::{Bytes, U256},
     providers::{Provider, ext::AnvilApi},
-    sol_types::SolEvent,
 };
-use common::{Chain, Db, read_posts, wait_caught_up};
+use common::{Chain, Db, chain_posts, read_posts, wait_caught_up};
 use eyre::{Result, ensure, eyre};
-use infera_chain::bindings::JobEscrow;
 use infera_indexer::{Indexer, Position};
 
 const SLOTS: u64 = 4;
@@ -77,19 +75,8 @@ async fn a_consumer_behind_finality_after_a_reorg_reads_the_new_branch() -> Resu
     let (_, reorgs) = read_posts(&store, &chain, position, &mut seen).await?;
     follower.stop().await?;
 
-    let filter = alloy::rpc::types::Filter::new()
-        .address(chain.devnet.deployment.job_escrow)
-        .event_signature(JobEscrow::JobPosted::SIGNATURE_HASH)
-        .from_block(0);
-    let mut expected = Vec::new();
-    for log in provider.get_logs(&filter).await? {
-        let posted = log.log_decode::<JobEscrow::JobPosted>()?.inner.data;
-        expected.push((
-            log.block_number.unwrap_or_default(),
-            posted.jobId,
-            posted.prompt,
-        ));
-    }
+    // What the chain says now, straight from the node.
+    let expected = chain_posts(&chain).await?;
     let prompts = |v: &[(u64, U256, Bytes)]| {
         v.iter()
             .map(|(b, _, p)| format!("{b}:{}", String::from_utf8_lossy(p)))

@@ -14,12 +14,11 @@ use std::{sync::atomic::Ordering, time::Duration};
 
 use alloy::{eips::BlockNumberOrTag, providers::Provider, providers::ext::AnvilApi};
 use common::{
-    Chain, Db, assert_same,
+    Chain, Db, assert_same, chain_posts,
     proxy::{Faults, Proxy},
     read_posts, reference, wait_caught_up,
 };
 use eyre::{Result, ensure, eyre};
-use infera_chain::bindings::JobEscrow;
 use infera_indexer::{Indexer, Position};
 
 /// `slots_in_an_epoch` for these chains: anvil's finalized block is two epochs below the head,
@@ -221,19 +220,7 @@ async fn feed_through_a_reorg(chain: &mut Chain, db: &Db) -> Result<()> {
     ensure!(reorgs >= 1, "the consumer was not told of the reorg");
 
     // What the chain says now, straight from the node.
-    let filter = alloy::rpc::types::Filter::new()
-        .address(chain.devnet.deployment.job_escrow)
-        .event_signature(<JobEscrow::JobPosted as alloy::sol_types::SolEvent>::SIGNATURE_HASH)
-        .from_block(0);
-    let mut expected = Vec::new();
-    for log in provider.get_logs(&filter).await? {
-        let posted = log.log_decode::<JobEscrow::JobPosted>()?.inner.data;
-        expected.push((
-            log.block_number.unwrap_or_default(),
-            posted.jobId,
-            posted.prompt,
-        ));
-    }
+    let expected = chain_posts(chain).await?;
     ensure!(
         seen == expected,
         "the consumer read {seen:?}\nthe chain has {expected:?}"

@@ -628,3 +628,24 @@ pub async fn read_posts(
         }
     }
 }
+
+/// Every JobPosted on the node's chain now, as (block, job id, prompt): what a feed consumer that
+/// followed every reorg must end with.
+pub async fn chain_posts(
+    chain: &Chain,
+) -> eyre::Result<Vec<(u64, alloy::primitives::U256, alloy::primitives::Bytes)>> {
+    let filter = alloy::rpc::types::Filter::new()
+        .address(chain.devnet.deployment.job_escrow)
+        .event_signature(<JobEscrow::JobPosted as alloy::sol_types::SolEvent>::SIGNATURE_HASH)
+        .from_block(0);
+    let mut posts = Vec::new();
+    for log in chain.provider().get_logs(&filter).await? {
+        let posted = log.log_decode::<JobEscrow::JobPosted>()?.inner.data;
+        posts.push((
+            log.block_number.unwrap_or_default(),
+            posted.jobId,
+            posted.prompt,
+        ));
+    }
+    Ok(posts)
+}
