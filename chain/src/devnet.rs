@@ -66,16 +66,23 @@ impl Default for DevnetConfig {
 
 /// The anvil binary: `$INFERA_ANVIL`, else the one `scripts/setup` installed in this checkout,
 /// else `anvil` from `PATH`.
+///
+/// The checkout is the one cargo runs from (`CARGO_MANIFEST_DIR` at run time: a test's crate or
+/// the root package) before the one this crate was compiled in: a build cache shared between
+/// checkouts keeps binaries whose compile-time path may be another, deleted clone.
 pub fn anvil_path() -> PathBuf {
     if let Some(path) = std::env::var_os("INFERA_ANVIL") {
         return PathBuf::from(path);
     }
-    let installed = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../node_modules/.bin/anvil");
-    if installed.exists() {
-        installed
-    } else {
-        PathBuf::from("anvil")
-    }
+    let running = std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from);
+    let compiled = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    running
+        .iter()
+        .flat_map(|dir| [dir.clone(), dir.join("..")])
+        .chain([compiled])
+        .map(|dir| dir.join("node_modules/.bin/anvil"))
+        .find(|path| path.exists())
+        .unwrap_or_else(|| PathBuf::from("anvil"))
 }
 
 /// A running devnet. Dropping it stops anvil.

@@ -831,7 +831,11 @@ mod tests {
     #[test]
     fn every_migration_is_compared() {
         for dialect in ["sqlite", "postgres"] {
-            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            let dir = std::env::var_os("CARGO_MANIFEST_DIR")
+                .map_or_else(
+                    || std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+                    std::path::PathBuf::from,
+                )
                 .join("migrations")
                 .join(dialect);
             let mut files: Vec<String> = std::fs::read_dir(&dir)

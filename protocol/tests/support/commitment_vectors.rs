@@ -51,10 +51,10 @@ impl Vector {
 }
 
 pub fn load() -> VectorFile {
-    let path = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../contracts/test/vectors/commitment.json"
-    ));
+    // At run time: a build cache shared between checkouts may run a binary compiled in another.
+    let path = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+        .join("../contracts/test/vectors/commitment.json");
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()))
