@@ -148,6 +148,7 @@ pub async fn post_and_wait(request: JobRequest) -> Result<JobOutcome, JobError> 
         model_registry: escrow.registry().call().await.map_err(ChainError::from)?,
         staking: escrow.staking().call().await.map_err(ChainError::from)?,
         job_escrow: request.job_escrow,
+        disputes: escrow.disputes().call().await.map_err(ChainError::from)?,
         deployed_at_block: 0,
     };
     let market = JobMarket::new(&deployment, provider.clone());

@@ -127,26 +127,13 @@ async fn rejected_and_unfinalizable_jobs_reach_a_final_stage() -> Result<()> {
     require_model()?;
     let net = Net::start("ops-final").await?;
     let provider = net.provider();
-    // The disputes contract is played by an impersonated account with code (setDisputes wants a
-    // contract): it freezes and resolves against the executor as a lost dispute would.
-    let disputes = Address::repeat_byte(0xd1);
-    provider
-        .anvil_set_code(disputes, Bytes::from_static(&[0x00]))
-        .await?;
+    // The deployed disputes contract, impersonated: it freezes and resolves against the executor
+    // as a lost dispute would, without a jury.
+    let disputes = net.devnet.deployment.disputes;
     provider
         .anvil_set_balance(disputes, U256::from(10u128.pow(20)))
         .await?;
     provider.anvil_impersonate_account(disputes).await?;
-    let governance = common::Actor::new(&net.devnet, 0)?;
-    let wired = governance
-        .market
-        .escrow
-        .setDisputes(disputes)
-        .send()
-        .await?
-        .get_receipt()
-        .await?;
-    ensure!(wired.status(), "setDisputes reverted");
 
     let config = net.executor_config(EXECUTOR, vec![])?;
     let executor = run(config.clone()).await?;
@@ -165,9 +152,10 @@ async fn rejected_and_unfinalizable_jobs_reach_a_final_stage() -> Result<()> {
     // A lost dispute: frozen inside the challenge window, resolved against the executor.
     let submitted = settlement(&net, rejected).await?;
     let escrow = net.devnet.deployment.job_escrow;
-    let freeze = JobEscrow::freezeCall {
-        jobId: rejected,
-        settlement: submitted.settlement.clone(),
+    let terms: Bytes = alloy::sol_types::SolValue::abi_encode(&submitted.settlement).into();
+    let freeze = JobEscrow::freezeClaimCall {
+        claimId: rejected,
+        terms: terms.clone(),
     };
     send_as(
         &net,
@@ -176,9 +164,9 @@ async fn rejected_and_unfinalizable_jobs_reach_a_final_stage() -> Result<()> {
         alloy::sol_types::SolCall::abi_encode(&freeze).into(),
     )
     .await?;
-    let resolve = JobEscrow::resolveCall {
-        jobId: rejected,
-        settlement: submitted.settlement.clone(),
+    let resolve = JobEscrow::resolveClaimCall {
+        claimId: rejected,
+        terms,
         executorFaulty: true,
     };
     send_as(

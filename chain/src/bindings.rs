@@ -4,7 +4,7 @@
 //! Each contract is a module with its call, event and error types, its structs, its creation
 //! bytecode (`BYTECODE`), and an instance type (`new`, `deploy`) for use with an alloy provider.
 //! Each `sol!` lives in a module of its own: contracts whose ABIs share a library's types (the
-//! dispute contract will take `IJobEscrow.Settlement`) would otherwise define them twice.
+//! dispute contract and the job escrow both carry `IClaimSource`) would otherwise define them twice.
 
 // The generated `deploy` functions take one argument per constructor parameter.
 #![allow(clippy::too_many_arguments)]
@@ -39,6 +39,16 @@ pub mod model_registry {
     );
 }
 
+/// Disputes and the `IDisputes` / `IClaimSource` types.
+pub mod disputes {
+    alloy::sol!(
+        #[sol(rpc)]
+        #[derive(Debug, PartialEq, Eq)]
+        Disputes,
+        "artifacts/Disputes.json"
+    );
+}
+
 /// The devnet's mock settlement token (any ERC-20 works in production).
 pub mod mock_settlement_token {
     alloy::sol!(
@@ -59,6 +69,7 @@ pub mod example_consumer {
     );
 }
 
+pub use disputes::{Disputes, IDisputes};
 pub use example_consumer::ExampleConsumer;
 pub use job_escrow::{IJobEscrow, JobEscrow};
 pub use mock_settlement_token::MockSettlementToken;
@@ -122,6 +133,7 @@ mod tests {
             &JobEscrow::BYTECODE,
             &Staking::BYTECODE,
             &ModelRegistry::BYTECODE,
+            &Disputes::BYTECODE,
             &MockSettlementToken::BYTECODE,
         ] {
             assert!(!code.is_empty());

@@ -1,6 +1,8 @@
 //! Deploying and wiring the Infera contracts through the generated bindings.
 
-use crate::bindings::{IModelRegistry, JobEscrow, MockSettlementToken, ModelRegistry, Staking};
+use crate::bindings::{
+    Disputes, IModelRegistry, JobEscrow, MockSettlementToken, ModelRegistry, Staking,
+};
 use alloy::{
     primitives::{Address, B256, U256, aliases::U96},
     providers::Provider,
@@ -49,6 +51,9 @@ impl From<alloy::contract::Error> for ChainError {
         if let Some(e) = error.as_decoded_interface_error::<Staking::StakingErrors>() {
             return Self::Refused(format!("Staking: {e:?}"));
         }
+        if let Some(e) = error.as_decoded_interface_error::<Disputes::DisputesErrors>() {
+            return Self::Refused(format!("Disputes: {e:?}"));
+        }
         if let Some(e) = error.as_decoded_interface_error::<ModelRegistry::ModelRegistryErrors>() {
             return Self::Refused(format!("ModelRegistry: {e:?}"));
         }
@@ -88,6 +93,37 @@ impl Default for MarketParams {
     }
 }
 
+/// Parameters the dispute contract is deployed with (governance may change them within the
+/// contract's bounds; open disputes keep the ones they started with).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DisputeParams {
+    /// What a challenger posts, in token base units.
+    pub bond: u64,
+    /// Validator stake each juror puts at risk (and a challenger must have free), in base units.
+    pub juror_penalty: u64,
+    /// Seats per jury (at most 15).
+    pub jury_size: u8,
+    /// Share of seized collateral that rewards a challenger who was right, in basis points.
+    pub challenger_reward_bps: u16,
+    /// Share of seized collateral (faulty) or of the bond (honest) the majority jurors share, in
+    /// basis points.
+    pub juror_reward_bps: u16,
+}
+
+impl Default for DisputeParams {
+    /// Devnet defaults (6-decimal token): a 10-token bond, a 5-token juror penalty, juries of 3;
+    /// 40 % of seized collateral to the challenger, 20 % to the jurors, the rest burned.
+    fn default() -> Self {
+        Self {
+            bond: 10_000_000,
+            juror_penalty: 5_000_000,
+            jury_size: 3,
+            challenger_reward_bps: 4_000,
+            juror_reward_bps: 2_000,
+        }
+    }
+}
+
 /// Addresses of a deployed protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Deployment {
@@ -101,6 +137,9 @@ pub struct Deployment {
     pub staking: Address,
     /// JobEscrow.
     pub job_escrow: Address,
+    /// Disputes (zero in records written before it existed).
+    #[serde(default)]
+    pub disputes: Address,
     /// Block of the last deployment transaction: indexers start here.
     pub deployed_at_block: u64,
 }
@@ -146,13 +185,16 @@ pub fn ensure_success(
     }
 }
 
-/// Deploys ModelRegistry, Staking and JobEscrow (and the mock token when `token` is `None`) and
-/// wires them together. `governance` must be the provider's signer: it owns every contract.
+/// Deploys ModelRegistry, Staking, JobEscrow and Disputes (and the mock token when `token` is
+/// `None`) and wires them together: Staking and JobEscrow take Disputes as their dispute contract,
+/// and Disputes allows JobEscrow as a claim source. `governance` must be the provider's signer: it
+/// owns every contract.
 pub async fn deploy<P: Provider + Clone>(
     provider: &P,
     governance: Address,
     token: Option<Address>,
     params: &MarketParams,
+    dispute_params: &DisputeParams,
 ) -> Result<Deployment, ChainError> {
     let chain_id = provider
         .get_chain_id()
@@ -190,7 +232,40 @@ pub async fn deploy<P: Provider + Clone>(
         .await?
         .get_receipt()
         .await?;
-    let receipt = ensure_success(receipt, "Staking.setJobEscrow")?;
+    ensure_success(receipt, "Staking.setJobEscrow")?;
+    let disputes = Disputes::deploy(
+        provider,
+        token,
+        *staking.address(),
+        governance,
+        U256::from(dispute_params.bond),
+        U256::from(dispute_params.juror_penalty),
+        dispute_params.jury_size,
+        dispute_params.challenger_reward_bps,
+        dispute_params.juror_reward_bps,
+    )
+    .await?;
+    let receipt = staking
+        .setDisputes(*disputes.address())
+        .send()
+        .await?
+        .get_receipt()
+        .await?;
+    ensure_success(receipt, "Staking.setDisputes")?;
+    let receipt = escrow
+        .setDisputes(*disputes.address())
+        .send()
+        .await?
+        .get_receipt()
+        .await?;
+    ensure_success(receipt, "JobEscrow.setDisputes")?;
+    let receipt = disputes
+        .allowSource(*escrow.address())
+        .send()
+        .await?
+        .get_receipt()
+        .await?;
+    let receipt = ensure_success(receipt, "Disputes.allowSource")?;
 
     Ok(Deployment {
         chain_id,
@@ -198,6 +273,7 @@ pub async fn deploy<P: Provider + Clone>(
         model_registry: *registry.address(),
         staking: *staking.address(),
         job_escrow: *escrow.address(),
+        disputes: *disputes.address(),
         deployed_at_block: receipt.block_number.unwrap_or_default(),
     })
 }
@@ -238,7 +314,8 @@ pub struct DeployConfig {
     pub governance: Option<Address>,
     /// Whether to register the default model.
     pub register_default_model: bool,
-    /// Market parameters.
+    /// Market parameters. The dispute contract gets [`DisputeParams::default`]; governance may change
+    /// them with `Disputes.setParameters`.
     pub params: MarketParams,
 }
 
@@ -259,7 +336,14 @@ pub async fn run(config: DeployConfig) -> Result<DeployReport, ChainError> {
     let provider = alloy::providers::ProviderBuilder::new()
         .wallet(config.signer)
         .connect_http(config.rpc_url);
-    let deployment = deploy(&provider, deployer, config.token, &config.params).await?;
+    let deployment = deploy(
+        &provider,
+        deployer,
+        config.token,
+        &config.params,
+        &DisputeParams::default(),
+    )
+    .await?;
     tracing::info!(job_escrow = %deployment.job_escrow, block = deployment.deployed_at_block, "deployed");
 
     let default_model_id = if config.register_default_model {
@@ -275,6 +359,7 @@ pub async fn run(config: DeployConfig) -> Result<DeployReport, ChainError> {
         let registry = ModelRegistry::new(deployment.model_registry, &provider);
         let staking = Staking::new(deployment.staking, &provider);
         let escrow = JobEscrow::new(deployment.job_escrow, &provider);
+        let disputes = Disputes::new(deployment.disputes, &provider);
         let receipt = registry
             .transferOwnership(governance)
             .send()
@@ -296,6 +381,13 @@ pub async fn run(config: DeployConfig) -> Result<DeployReport, ChainError> {
             .get_receipt()
             .await?;
         ensure_success(receipt, "JobEscrow.transferOwnership")?;
+        let receipt = disputes
+            .transferOwnership(governance)
+            .send()
+            .await?
+            .get_receipt()
+            .await?;
+        ensure_success(receipt, "Disputes.transferOwnership")?;
         tracing::info!(%governance, "governance handed over; it must call acceptOwnership on each contract");
     }
     Ok(DeployReport {

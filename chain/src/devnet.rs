@@ -12,7 +12,7 @@ use alloy::{
 };
 use serde::Serialize;
 
-use crate::deploy::{self, ChainError, Deployment, MarketParams};
+use crate::deploy::{self, ChainError, Deployment, DisputeParams, MarketParams};
 
 /// Errors while starting a devnet.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +39,8 @@ pub struct DevnetConfig {
     pub anvil: PathBuf,
     /// Market parameters for the contracts.
     pub params: MarketParams,
+    /// Dispute parameters.
+    pub dispute_params: DisputeParams,
     /// How many of anvil's dev accounts get settlement tokens.
     pub funded_accounts: usize,
     /// Tokens (base units) each funded account gets.
@@ -56,6 +58,7 @@ impl Default for DevnetConfig {
             port: Some(8545),
             anvil: anvil_path(),
             params: MarketParams::default(),
+            dispute_params: DisputeParams::default(),
             funded_accounts: 5,
             fund_amount: U256::from(1_000_000_000_000u64), // 1,000,000 tokens of 6 decimals
             slots_in_an_epoch: None,
@@ -159,7 +162,14 @@ pub async fn start(config: &DevnetConfig) -> Result<Devnet, DevnetError> {
         .wallet(governance)
         .connect_http(anvil.endpoint_url());
 
-    let deployment = deploy::deploy(&provider, governance_address, None, &config.params).await?;
+    let deployment = deploy::deploy(
+        &provider,
+        governance_address,
+        None,
+        &config.params,
+        &config.dispute_params,
+    )
+    .await?;
     let model_id = deploy::register_model(
         &provider,
         deployment.model_registry,

@@ -8,6 +8,7 @@ import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 import {IJobEscrow} from "./interfaces/IJobEscrow.sol";
+import {IClaimSource} from "./interfaces/IClaimSource.sol";
 import {IStaking} from "./interfaces/IStaking.sol";
 import {IModelRegistry} from "./interfaces/IModelRegistry.sol";
 import {IInferaConsumer} from "./interfaces/IInferaConsumer.sol";
@@ -305,7 +306,15 @@ contract JobEscrow is IJobEscrow, Ownable2Step, ReentrancyGuardTransient {
             revert WrongStatus(jobId, status);
         }
         _enter(jobId, status, _hash(settlement), JobStatus.Finalized);
-        _pay(jobId, settlement);
+        _pay(
+            jobId,
+            settlement.requester,
+            settlement.executor,
+            settlement.escrow,
+            settlement.payment,
+            settlement.validatorFee,
+            settlement.collateral
+        );
     }
 
     /// @inheritdoc IJobEscrow
@@ -346,33 +355,51 @@ contract JobEscrow is IJobEscrow, Ownable2Step, ReentrancyGuardTransient {
 
     // ---------------------------------------------------------------- dispute contract
 
-    /// @inheritdoc IJobEscrow
-    function freeze(uint256 jobId, Settlement calldata settlement) external onlyDisputes nonReentrant {
-        _enter(jobId, JobStatus.Submitted, _hash(settlement), JobStatus.Disputed);
-        if (block.timestamp >= settlement.challengeEnd) {
-            revert ChallengeWindowClosed(settlement.challengeEnd);
-        }
-        emit JobDisputed(jobId);
+    /// @inheritdoc IClaimSource
+    /// @dev `terms` must be the canonical `abi.encode(Settlement)` (nine static words): any other encoding
+    /// hashes differently and is refused as a `TermsMismatch`.
+    function claimOf(uint256 claimId, bytes calldata terms) external view returns (Claim memory claim) {
+        _check(claimId, JobStatus.Submitted, keccak256(terms));
+        Settlement memory s = abi.decode(terms, (Settlement));
+        if (block.timestamp >= s.challengeEnd) revert ChallengeWindowClosed(s.challengeEnd);
+        return _claim(s);
     }
 
-    /// @inheritdoc IJobEscrow
-    function resolve(uint256 jobId, Settlement calldata settlement, bool executorFaulty)
+    /// @inheritdoc IClaimSource
+    function freezeClaim(uint256 claimId, bytes calldata terms)
         external
         onlyDisputes
         nonReentrant
+        returns (Claim memory claim)
     {
+        _enter(claimId, JobStatus.Submitted, keccak256(terms), JobStatus.Disputed);
+        Settlement memory s = abi.decode(terms, (Settlement));
+        if (block.timestamp >= s.challengeEnd) revert ChallengeWindowClosed(s.challengeEnd);
+        emit JobDisputed(claimId);
+        return _claim(s);
+    }
+
+    /// @inheritdoc IClaimSource
+    function resolveClaim(uint256 claimId, bytes calldata terms, bool executorFaulty)
+        external
+        onlyDisputes
+        nonReentrant
+        returns (uint256 seized)
+    {
+        Settlement memory s = abi.decode(terms, (Settlement));
         if (!executorFaulty) {
-            _enter(jobId, JobStatus.Disputed, _hash(settlement), JobStatus.Finalized);
-            _pay(jobId, settlement);
-            return;
+            _enter(claimId, JobStatus.Disputed, keccak256(terms), JobStatus.Finalized);
+            if (block.timestamp >= s.disputeEnd) revert DisputeWindowClosed(s.disputeEnd);
+            _pay(claimId, s.requester, s.executor, s.escrow, s.payment, s.validatorFee, s.collateral);
+            return 0;
         }
-        _enter(jobId, JobStatus.Disputed, _hash(settlement), JobStatus.Rejected);
-        credits[settlement.requester] += settlement.escrow;
+        _enter(claimId, JobStatus.Disputed, keccak256(terms), JobStatus.Rejected);
+        if (block.timestamp >= s.disputeEnd) revert DisputeWindowClosed(s.disputeEnd);
+        credits[s.requester] += s.escrow;
         uint256 before = token.balanceOf(disputes);
-        staking.seizeCollateral(
-            settlement.executor, jobId, settlement.collateral, IStaking.Fault.DisputeLost, disputes
-        );
-        emit JobRejected(jobId, settlement.escrow, token.balanceOf(disputes) - before);
+        staking.seizeCollateral(s.executor, claimId, s.collateral, IStaking.Fault.DisputeLost, disputes);
+        seized = token.balanceOf(disputes) - before;
+        emit JobRejected(claimId, s.escrow, seized);
     }
 
     /// @inheritdoc IJobEscrow
@@ -493,15 +520,35 @@ contract JobEscrow is IJobEscrow, Ownable2Step, ReentrancyGuardTransient {
     }
 
     /// @dev Credits a settled job: executor payout, validator fee, refund; releases the collateral.
-    function _pay(uint256 jobId, Settlement calldata s) private {
-        uint256 fee = s.validatorFee;
-        uint256 payout = s.payment - fee;
-        uint256 refund = s.escrow - s.payment;
-        credits[s.executor] += payout;
+    function _pay(
+        uint256 jobId,
+        address requester,
+        address executor,
+        uint256 escrow,
+        uint256 payment,
+        uint256 fee,
+        uint256 collateral
+    ) private {
+        uint256 payout = payment - fee;
+        uint256 refund = escrow - payment;
+        credits[executor] += payout;
         rewardPool += fee;
-        if (refund != 0) credits[s.requester] += refund;
-        staking.releaseCollateral(s.executor, jobId, s.collateral, s.payment);
+        if (refund != 0) credits[requester] += refund;
+        staking.releaseCollateral(executor, jobId, collateral, payment);
         emit JobFinalized(jobId);
+    }
+
+    /// @dev The claim a settlement makes (IClaimSource).
+    function _claim(Settlement memory s) private pure returns (Claim memory) {
+        return Claim({
+            executor: s.executor,
+            payer: s.requester,
+            commitment: s.commitment,
+            amount: s.escrow,
+            collateral: s.collateral,
+            challengeEnd: s.challengeEnd,
+            disputeEnd: s.disputeEnd
+        });
     }
 
     /// @dev Pays the caller's credit, and its locked credit once released, to `to`.

@@ -10,6 +10,7 @@ import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/Reentrancy
 import {IStaking} from "./interfaces/IStaking.sol";
 import {IModelRegistry} from "./interfaces/IModelRegistry.sol";
 import {IJobEscrow} from "./interfaces/IJobEscrow.sol";
+import {IDisputes} from "./interfaces/IDisputes.sol";
 import {TokenTransfers} from "./libraries/TokenTransfers.sol";
 
 /// @title Staking
@@ -40,6 +41,15 @@ contract Staking is IStaking, Ownable2Step, ReentrancyGuardTransient {
     mapping(address executor => mapping(bytes32 modelId => Price)) private _prices;
     mapping(address executor => ExecutorProfile) private _profiles;
 
+    /// @inheritdoc IStaking
+    uint256 public totalValidatorStake;
+    /// @dev Every account that ever staked as a validator, in order; `_validatorIndex` is 1-based.
+    address[] private _validators;
+    mapping(address validator => uint256) private _validatorIndex;
+    /// @dev Fenwick tree over the validators' bonded stake (1-based): node i sums the stake of validators
+    /// (i - lowbit(i), i]. Draws and updates are O(log n).
+    mapping(uint256 node => uint256) private _tree;
+
     modifier only(address authorised) {
         if (msg.sender != authorised || authorised == address(0)) revert Unauthorized(msg.sender);
         _;
@@ -61,6 +71,7 @@ contract Staking is IStaking, Ownable2Step, ReentrancyGuardTransient {
         if (amount == 0) revert ZeroAmount();
         StakeInfo storage info = _stakes[msg.sender][role];
         info.staked = (uint256(info.staked) + amount).toUint96();
+        if (role == Role.Validator) _addValidatorStake(msg.sender, amount);
         token.pullExact(msg.sender, amount);
         emit Staked(msg.sender, role, amount);
     }
@@ -72,6 +83,7 @@ contract Staking is IStaking, Ownable2Step, ReentrancyGuardTransient {
         uint256 free = _free(info);
         if (amount > free) revert InsufficientFreeStake(free, amount);
         info.staked -= amount.toUint96();
+        if (role == Role.Validator) _subValidatorStake(msg.sender, amount);
 
         Unbonding storage pending = _unbonding[msg.sender][role];
         uint256 releaseAt = block.timestamp + unbondingPeriod;
@@ -206,8 +218,24 @@ contract Staking is IStaking, Ownable2Step, ReentrancyGuardTransient {
         info.staked -= fromLocked.toUint96();
 
         slashed = fromFree + fromUnbonding + fromLocked;
+        if (role == Role.Validator) _subValidatorStake(account, fromFree + fromLocked);
         if (slashed != 0) token.safeTransfer(to, slashed);
         emit Slashed(account, role, slashed, to);
+    }
+
+    /// @inheritdoc IStaking
+    function lockStake(address validator, uint256 amount) external only(disputes) {
+        StakeInfo storage info = _stakes[validator][Role.Validator];
+        uint256 free = _free(info);
+        if (amount > free) revert InsufficientFreeStake(free, amount);
+        info.locked += amount.toUint96();
+        emit StakeLocked(validator, amount);
+    }
+
+    /// @inheritdoc IStaking
+    function unlockStake(address validator, uint256 amount) external only(disputes) {
+        _stakes[validator][Role.Validator].locked -= amount.toUint96();
+        emit StakeUnlocked(validator, amount);
     }
 
     // ---------------------------------------------------------------- governance
@@ -241,9 +269,11 @@ contract Staking is IStaking, Ownable2Step, ReentrancyGuardTransient {
     function setUnbondingPeriod(uint256 period) external onlyOwner {
         // Stake that starts unbonding now must stay slashable until every job posted so far (which keep
         // the windows they snapshotted) and every job posted from now on can no longer be disputed.
-        uint256 minPeriod =
-            jobEscrow == address(0) ? 0 : IJobEscrow(jobEscrow).riskHorizon() - block.timestamp;
-        _setUnbondingPeriod(period, minPeriod);
+        // Likewise every open dispute's jurors and the collateral it judges, until its last deadline.
+        uint256 horizon = jobEscrow == address(0) ? 0 : IJobEscrow(jobEscrow).riskHorizon();
+        uint256 disputesHorizon = disputes == address(0) ? 0 : IDisputes(disputes).riskHorizon();
+        if (disputesHorizon > horizon) horizon = disputesHorizon;
+        _setUnbondingPeriod(period, horizon > block.timestamp ? horizon - block.timestamp : 0);
     }
 
     /// @dev Stake that backs no open job: zero while a slash's deficit (locked > staked) is uncovered.
@@ -251,6 +281,39 @@ contract Staking is IStaking, Ownable2Step, ReentrancyGuardTransient {
         uint256 staked = info.staked;
         uint256 locked = info.locked;
         return staked > locked ? staked - locked : 0;
+    }
+
+    /// @dev Adds `amount` to a validator's weight in the draw, appending it to the tree on its first stake.
+    function _addValidatorStake(address validator, uint256 amount) private {
+        totalValidatorStake += amount;
+        uint256 index = _validatorIndex[validator];
+        uint256 count = _validators.length;
+        if (index == 0) {
+            _validators.push(validator);
+            index = count + 1;
+            _validatorIndex[validator] = index;
+            // A new last node sums its own stake and its children's: (index - lowbit(index), index - 1].
+            uint256 node = amount;
+            uint256 low = index & (~index + 1);
+            for (uint256 step = 1; step < low; step <<= 1) {
+                node += _tree[index - step];
+            }
+            _tree[index] = node;
+            return;
+        }
+        for (uint256 i = index; i <= count; i += i & (~i + 1)) {
+            _tree[i] += amount;
+        }
+    }
+
+    /// @dev Takes `amount` off a validator's weight in the draw.
+    function _subValidatorStake(address validator, uint256 amount) private {
+        if (amount == 0) return;
+        totalValidatorStake -= amount;
+        uint256 count = _validators.length;
+        for (uint256 i = _validatorIndex[validator]; i <= count; i += i & (~i + 1)) {
+            _tree[i] -= amount;
+        }
     }
 
     function _setUnbondingPeriod(uint256 period, uint256 minPeriod) private {
@@ -276,6 +339,29 @@ contract Staking is IStaking, Ownable2Step, ReentrancyGuardTransient {
     /// @inheritdoc IStaking
     function freeStake(address account, Role role) external view returns (uint256) {
         return _free(_stakes[account][role]);
+    }
+
+    /// @inheritdoc IStaking
+    function validatorAt(uint256 point) external view returns (address) {
+        if (point >= totalValidatorStake) revert DrawOutOfRange(point, totalValidatorStake);
+        uint256 count = _validators.length;
+        uint256 pos;
+        for (uint256 mask = 2 ** Math.log2(count); mask != 0; mask >>= 1) {
+            uint256 next = pos + mask;
+            if (next <= count) {
+                uint256 sum = _tree[next];
+                if (sum <= point) {
+                    pos = next;
+                    point -= sum;
+                }
+            }
+        }
+        return _validators[pos];
+    }
+
+    /// @inheritdoc IStaking
+    function validatorCount() external view returns (uint256) {
+        return _validators.length;
     }
 
     /// @inheritdoc IStaking

@@ -165,9 +165,9 @@ contract GovernanceTest is Base {
         vm.expectRevert(abi.encodeWithSelector(IStaking.Unauthorized.selector, governance));
         staking.seizeCollateral(executor, acceptedId, a.collateral, IStaking.Fault.NoShow, governance);
         vm.expectRevert(abi.encodeWithSelector(IJobEscrow.Unauthorized.selector, governance));
-        escrow.freeze(submitted, s2);
+        escrow.freezeClaim(submitted, abi.encode(s2));
         vm.expectRevert(abi.encodeWithSelector(IJobEscrow.Unauthorized.selector, governance));
-        escrow.resolve(submitted, s2, true);
+        escrow.resolveClaim(submitted, abi.encode(s2), true);
         vm.expectRevert(abi.encodeWithSelector(IJobEscrow.Unauthorized.selector, governance));
         escrow.payReward(governance, 1);
 

@@ -1206,9 +1206,9 @@ contract JobEscrowDisputeHookTest is EscrowTestBase {
         for (uint256 i = 0; i < callers.length; ++i) {
             vm.startPrank(callers[i]);
             vm.expectRevert(abi.encodeWithSelector(IJobEscrow.Unauthorized.selector, callers[i]));
-            escrow.freeze(jobId, s);
+            escrow.freezeClaim(jobId, abi.encode(s));
             vm.expectRevert(abi.encodeWithSelector(IJobEscrow.Unauthorized.selector, callers[i]));
-            escrow.resolve(jobId, s, true);
+            escrow.resolveClaim(jobId, abi.encode(s), true);
             vm.expectRevert(abi.encodeWithSelector(IJobEscrow.Unauthorized.selector, callers[i]));
             escrow.payReward(callers[i], 0);
             vm.stopPrank();

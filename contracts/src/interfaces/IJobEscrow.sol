@@ -5,6 +5,7 @@ import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {SamplingParams, FinishReason} from "../libraries/Commitment.sol";
 import {IStaking} from "./IStaking.sol";
 import {IModelRegistry} from "./IModelRegistry.sol";
+import {IClaimSource} from "./IClaimSource.sol";
 
 /// @title IJobEscrow
 /// @notice The on-chain job market for dApps: post a prompt with the maximum cost in escrow, an
@@ -22,7 +23,7 @@ import {IModelRegistry} from "./IModelRegistry.sol";
 /// `NO_SHOW_COMPENSATION_BPS` of the escrow, and only after the staking unbonding period
 /// (`lockedCreditOf`); the rest goes to the validator reward pool. Letting one's own job expire is
 /// therefore never a way to move stake out faster than unbonding, and it costs the collateral.
-interface IJobEscrow {
+interface IJobEscrow is IClaimSource {
     enum JobStatus {
         None,
         Posted,
@@ -152,6 +153,8 @@ interface IJobEscrow {
     error ChallengeWindowOpen(uint256 challengeEnd);
     error ChallengeWindowClosed(uint256 challengeEnd);
     error DisputeWindowOpen(uint256 disputeEnd);
+    /// @notice The dispute window is over: the job settles as honest through `finalize`.
+    error DisputeWindowClosed(uint256 disputeEnd);
     error InsufficientGasForCallback();
     error NothingToWithdraw();
     error Unauthorized(address caller);
@@ -249,12 +252,10 @@ interface IJobEscrow {
 
     // ---------------------------------------------------------------- dispute contract
 
-    /// @notice Freezes a submitted job inside its challenge window. Dispute contract only.
-    function freeze(uint256 jobId, Settlement calldata settlement) external;
-
-    /// @notice Settles a disputed job: a faulty executor's collateral goes to the dispute contract and
-    /// the requester is refunded in full; an honest executor is paid as by `finalize`. Dispute contract only.
-    function resolve(uint256 jobId, Settlement calldata settlement, bool executorFaulty) external;
+    // The claim interface (IClaimSource): a claim is a submitted job, `claimId` its job id and its terms
+    // `abi.encode(Settlement)` as emitted in `ResultSubmitted`. `freezeClaim` moves it to Disputed inside
+    // its challenge window; `resolveClaim` (before its `disputeEnd`) rejects it — the requester refunded in
+    // full, the collateral seized to the dispute contract — or pays it as `finalize` would.
 
     /// @notice Pays `amount` from the validator reward pool. Dispute contract only: the pool (validator
     /// fees and no-show collateral) exists to fund challenge rewards, and nobody else can spend it.

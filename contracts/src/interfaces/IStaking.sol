@@ -68,6 +68,8 @@ interface IStaking {
     error InvalidProtocolContract(address account);
     error UnbondingPeriodOutOfBounds(uint256 period, uint256 min, uint256 max);
     error InvalidProfile();
+    /// @notice A draw's point is not below the total validator stake.
+    error DrawOutOfRange(uint256 point, uint256 total);
 
     event Staked(address indexed account, Role indexed role, uint256 amount);
     event UnstakeRequested(address indexed account, Role indexed role, uint256 amount, uint256 releaseAt);
@@ -84,6 +86,9 @@ interface IStaking {
     event JobEscrowSet(address jobEscrow);
     event DisputesSet(address disputes);
     event UnbondingPeriodSet(uint256 period);
+    /// @notice Validator stake locked behind a jury seat (until the dispute is resolved).
+    event StakeLocked(address indexed account, uint256 amount);
+    event StakeUnlocked(address indexed account, uint256 amount);
 
     // ---------------------------------------------------------------- stakers
 
@@ -138,6 +143,18 @@ interface IStaking {
     /// @return slashed What was actually taken (at most the stake).
     function slash(address account, Role role, uint256 amount, address to) external returns (uint256 slashed);
 
+    /// @notice Locks `amount` of a validator's free stake behind a jury seat: it cannot be unstaked until
+    /// `unlockStake`, and stays slashable. Only the dispute contract.
+    function lockStake(address validator, uint256 amount) external;
+
+    /// @notice Unlocks stake `lockStake` locked. Only the dispute contract.
+    function unlockStake(address validator, uint256 amount) external;
+
+    /// @notice The validator whose bonded stake covers position `point` of the cumulative validator stake
+    /// (`point < totalValidatorStake()`): a stake-weighted draw in O(log n) (a Fenwick tree kept on every
+    /// change of validator stake).
+    function validatorAt(uint256 point) external view returns (address);
+
     // ---------------------------------------------------------------- governance (bounded)
 
     /// @notice Wires the job escrow, once; it must use this contract's token, this contract and its registry.
@@ -147,7 +164,8 @@ interface IStaking {
     function setDisputes(address disputes) external;
 
     /// @notice Sets the unbonding period, never below the job escrow's longest job lifetime nor below the
-    /// time left until the last posted job can no longer be disputed (`IJobEscrow.riskHorizon`).
+    /// time left until the last posted job can no longer be disputed (`IJobEscrow.riskHorizon`) or the
+    /// last open dispute is over (`IDisputes.riskHorizon`).
     function setUnbondingPeriod(uint256 period) external;
 
     // ---------------------------------------------------------------- views
@@ -163,4 +181,10 @@ interface IStaking {
     function executorProfile(address executor) external view returns (ExecutorProfile memory);
 
     function unbondingPeriod() external view returns (uint256);
+
+    /// @notice Sum of every validator's bonded stake (what juries are drawn from).
+    function totalValidatorStake() external view returns (uint256);
+
+    /// @notice How many accounts ever staked as validators (the draw's index size).
+    function validatorCount() external view returns (uint256);
 }

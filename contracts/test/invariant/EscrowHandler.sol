@@ -40,11 +40,11 @@ contract InvMockDisputes {
     }
 
     function freeze(uint256 jobId, IJobEscrow.Settlement calldata s) external onlyDriver {
-        escrow.freeze(jobId, s);
+        escrow.freezeClaim(jobId, abi.encode(s));
     }
 
     function resolve(uint256 jobId, IJobEscrow.Settlement calldata s, bool faulty) external onlyDriver {
-        escrow.resolve(jobId, s, faulty);
+        escrow.resolveClaim(jobId, abi.encode(s), faulty);
     }
 
     function payReward(address to, uint256 amount) external onlyDriver {

@@ -66,14 +66,14 @@ contract OutsiderHandler {
             (uint256 id, IJobEscrow.Settlement memory s) =
                 h.settlementFor(seed, IJobEscrow.JobStatus.Submitted);
             vm.prank(caller);
-            try escrow.freeze(id, s) {
+            try escrow.freezeClaim(id, abi.encode(s)) {
                 ok = true;
             } catch {}
         } else if (k < 4) {
             (uint256 id, IJobEscrow.Settlement memory s) =
                 h.settlementFor(seed, IJobEscrow.JobStatus.Disputed);
             vm.prank(caller);
-            try escrow.resolve(id, s, k == 2) {
+            try escrow.resolveClaim(id, abi.encode(s), k == 2) {
                 ok = true;
             } catch {}
         } else {

@@ -9,17 +9,20 @@ contract MockDisputes {
     IJobEscrow public immutable escrow;
     IStaking public immutable staking;
 
+    /// @notice What `riskHorizon` reports (IDisputes): settable, so tests can hold the unbonding period up.
+    uint256 public horizon;
+
     constructor(IJobEscrow escrow_, IStaking staking_) {
         escrow = escrow_;
         staking = staking_;
     }
 
     function freeze(uint256 jobId, IJobEscrow.Settlement calldata settlement) external {
-        escrow.freeze(jobId, settlement);
+        escrow.freezeClaim(jobId, abi.encode(settlement));
     }
 
     function resolve(uint256 jobId, IJobEscrow.Settlement calldata settlement, bool executorFaulty) external {
-        escrow.resolve(jobId, settlement, executorFaulty);
+        escrow.resolveClaim(jobId, abi.encode(settlement), executorFaulty);
     }
 
     function payReward(address to, uint256 amount) external {
@@ -31,5 +34,21 @@ contract MockDisputes {
         returns (uint256)
     {
         return staking.slash(account, role, amount, to);
+    }
+
+    function setHorizon(uint256 horizon_) external {
+        horizon = horizon_;
+    }
+
+    function riskHorizon() external view returns (uint256) {
+        return horizon;
+    }
+
+    function lockStake(address validator, uint256 amount) external {
+        staking.lockStake(validator, amount);
+    }
+
+    function unlockStake(address validator, uint256 amount) external {
+        staking.unlockStake(validator, amount);
     }
 }

@@ -18,7 +18,7 @@ use alloy::{
     signers::local::PrivateKeySigner,
 };
 use eyre::{Result, ensure, eyre};
-use infera_chain::bindings::{IJobEscrow, JobEscrow, MockSettlementToken, Staking};
+use infera_chain::bindings::{IJobEscrow, JobEscrow, Staking};
 use infera_chain::{
     devnet::{self, Devnet, DevnetConfig},
     market::{JobMarket, new_salt},
@@ -90,11 +90,9 @@ impl Chain {
         let governance = Actor::new(&devnet, GOVERNANCE)?;
         let requester = Actor::new(&devnet, REQUESTER)?;
         let executor = Actor::new(&devnet, EXECUTOR)?;
-        // The escrow accepts only a contract as its dispute module: any contract will do, driven
-        // through anvil's impersonation (there is no dispute contract yet).
-        let stand_in = *MockSettlementToken::deploy(&governance.provider)
-            .await?
-            .address();
+        // The deployed dispute contract, driven through anvil's impersonation: the tests freeze and
+        // resolve jobs directly, without a jury.
+        let stand_in = devnet.deployment.disputes;
         let unsigned = ProviderBuilder::new()
             .connect_http(devnet.anvil.endpoint_url())
             .erased();
@@ -121,20 +119,6 @@ impl Chain {
                 100_000,
                 400_000,
             )
-            .await?;
-        let escrow = JobEscrow::new(devnet.deployment.job_escrow, governance.provider.clone());
-        escrow
-            .setDisputes(disputes.address)
-            .send()
-            .await?
-            .get_receipt()
-            .await?;
-        let staking = Staking::new(devnet.deployment.staking, governance.provider.clone());
-        staking
-            .setDisputes(disputes.address)
-            .send()
-            .await?
-            .get_receipt()
             .await?;
         let dir = std::env::temp_dir().join(format!(
             "infera-indexer-{name}-{}-{}",
@@ -284,7 +268,7 @@ impl Chain {
             self.disputes.provider.clone(),
         );
         let receipt = escrow
-            .freeze(id, settlement.clone())
+            .freezeClaim(id, alloy::sol_types::SolValue::abi_encode(settlement).into())
             .from(self.disputes.address)
             .send()
             .await?
@@ -306,7 +290,11 @@ impl Chain {
             self.disputes.provider.clone(),
         );
         let receipt = escrow
-            .resolve(id, settlement.clone(), executor_faulty)
+            .resolveClaim(
+                id,
+                alloy::sol_types::SolValue::abi_encode(settlement).into(),
+                executor_faulty,
+            )
             .from(self.disputes.address)
             .send()
             .await?
