@@ -8,7 +8,9 @@ use alloy::{
     providers::Provider,
     rpc::types::TransactionReceipt,
 };
-use infera_protocol::{models::DEFAULT_MODEL, sampler::SAMPLER_VERSION};
+use infera_protocol::{
+    models::DEFAULT_MODEL, sampler::SAMPLER_VERSION, verify::DEFAULT_THRESHOLDS,
+};
 use serde::{Deserialize, Serialize};
 
 /// Errors of a transaction to the Infera contracts (deployment and every lifecycle step).
@@ -163,9 +165,10 @@ pub fn default_model() -> IModelRegistry::Model {
             // Numbered by the registry (from 1); ignored on input.
             rulesVersion: 0,
         },
+        // The one place the default thresholds are set (`infera verify` uses them too).
         thresholds: IModelRegistry::VerificationThresholds {
-            maxMarginPpm: 2_000_000,
-            maxFlipRatePpm: 50_000,
+            maxMarginPpm: DEFAULT_THRESHOLDS.max_margin_ppm,
+            maxFlipRatePpm: DEFAULT_THRESHOLDS.max_flip_rate_ppm,
         },
     }
 }

@@ -7,6 +7,8 @@
 //! - [`receipt`]: the executor-signed EIP-712 receipt of a gateway request, and the gateway's signed
 //!   request.
 //! - [`models`]: the default model's identity and where its weights are published.
+//! - [`verify`]: the verdict on a result: the transcript anyone can check by hand, the rules and
+//!   the statistic over the teacher-forced margins.
 //!
 //! It depends on alloy's primitives and sol-types only: the contract bindings, which need
 //! providers, are in the chain crate (`infera_chain::bindings`).
@@ -16,6 +18,7 @@ pub mod models;
 pub mod prompt;
 pub mod receipt;
 pub mod sampler;
+pub mod verify;
 
 pub use commitment::{
     COMMITMENT_TAG, CommitmentInput, Error, FinishReason, SamplingParams, Transcript, pack_tokens,
