@@ -2,8 +2,9 @@
 pragma solidity 0.8.30;
 
 import {vm} from "./utils/Vm.sol";
-import {Base} from "./utils/Base.sol";
+import {DisputesBase} from "./utils/DisputesBase.sol";
 import {IJobEscrow} from "../src/interfaces/IJobEscrow.sol";
+import {IDisputes} from "../src/interfaces/IDisputes.sol";
 
 /// @notice Gas of each lifecycle step as a transaction (isolation mode: cold storage, the 21,000 base
 /// cost and calldata included), in steady state (a requester and an executor that have used the
@@ -11,7 +12,9 @@ import {IJobEscrow} from "../src/interfaces/IJobEscrow.sol";
 /// `snapshotGasLastCall`; CI runs `FORGE_SNAPSHOT_CHECK=true forge test --match-contract GasTest`,
 /// which fails when any of them drifts from the committed file. scripts/bench-gas measures the same
 /// steps from real receipts on anvil and splits off the calldata.
-contract GasTest is Base {
+/// The dispute path (challenge, draw of a 3-seat jury among 4 eligible validators, one commit, one reveal,
+/// a faulty resolution that slashes nobody, a withdrawal) is measured the same way.
+contract GasTest is DisputesBase {
     function setUp() public override {
         super.setUp();
         // Warm up: one full job so balances, credits and counters are non-zero, as on a live market.
@@ -71,5 +74,39 @@ contract GasTest is Base {
         escrow.expire(jobId, job, assignment);
         vm.snapshotGasLastCall("expire");
         vm.assertEq(uint256(escrow.jobStatus(jobId)), uint256(IJobEscrow.JobStatus.Expired), "expired");
+    }
+
+    /// forge-config: default.isolate = true
+    /// forge-config: ci.isolate = true
+    function test_gas_dispute() public {
+        (uint256 jobId,, IJobEscrow.Settlement memory s) = submittedJob(300, 256);
+        vm.prank(challenger);
+        uint256 id = disputes.challenge(escrow, jobId, abi.encode(s));
+        vm.snapshotGasLastCall("dispute_challenge");
+
+        IDisputes.Dispute memory d = disputes.disputeOf(id);
+        vm.roll(uint256(d.drawBlock) + 1);
+        vm.setBlockhash(d.drawBlock, keccak256("gas draw"));
+        disputes.drawJury(id);
+        vm.snapshotGasLastCall("dispute_drawJury");
+        address[] memory jurors = disputes.jurorsOf(id);
+        vm.assertEq(jurors.length, JURY, "full jury");
+
+        for (uint256 i = 0; i < jurors.length; ++i) {
+            vm.prank(jurors[i]);
+            disputes.commitVote(id, commitmentOf(id, jurors[i], IDisputes.Vote.Faulty));
+            if (i == 0) vm.snapshotGasLastCall("dispute_commitVote");
+        }
+        for (uint256 i = 0; i < jurors.length; ++i) {
+            vm.prank(jurors[i]);
+            disputes.revealVote(id, IDisputes.Vote.Faulty, saltOf(jurors[i]));
+            if (i == 0) vm.snapshotGasLastCall("dispute_revealVote");
+        }
+        disputes.resolve(id, abi.encode(s));
+        vm.snapshotGasLastCall("dispute_resolve_faulty_3_jurors");
+        vm.prank(challenger);
+        disputes.withdraw();
+        vm.snapshotGasLastCall("dispute_withdraw");
+        vm.assertEq(uint256(escrow.jobStatus(jobId)), uint256(IJobEscrow.JobStatus.Rejected), "rejected");
     }
 }

@@ -51,6 +51,11 @@ contract InvMockDisputes {
         escrow.payReward(to, amount);
     }
 
+    /// @notice As IDisputes: no dispute of its own outlasts the jobs it freezes (the escrow's horizon).
+    function riskHorizon() external pure returns (uint256) {
+        return 0;
+    }
+
     function slash(address account, IStaking.Role role, uint256 amount, address to)
         external
         onlyDriver
@@ -750,7 +755,8 @@ contract EscrowHandler {
         if (!found) return;
         Tracked storage t = _jobs[index];
         IJobEscrow.Settlement memory s = t.settlement;
-        bool valid = t.status == IJobEscrow.JobStatus.Disputed;
+        // After its dispute end a disputed job settles only through `finalize` (as honest).
+        bool valid = t.status == IJobEscrow.JobStatus.Disputed && block.timestamp < s.disputeEnd;
         StakeModel storage st = _stake[s.executor];
         uint256 seized = _seizable(st, s.collateral);
         uint256 disputesBefore = token.balanceOf(address(disputes));
