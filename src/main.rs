@@ -71,6 +71,14 @@ enum Command {
         #[command(subcommand)]
         action: Option<ExecutorAction>,
     },
+    /// Run a validator: stake, audit results, challenge faulty ones, serve on juries, plant canaries.
+    Validator {
+        /// Config file (TOML); every key can be overridden by INFERA_VALIDATOR_<KEY>.
+        #[arg(long, env = "INFERA_VALIDATOR_CONFIG")]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: Option<ValidatorAction>,
+    },
     /// Run the indexer: follow the contracts into SQLite or PostgreSQL and serve the read API.
     Indexer {
         /// Config file (TOML); every key can be overridden by INFERA_INDEXER_<KEY>.
@@ -106,7 +114,14 @@ enum Command {
         /// Seconds to wait for the result.
         #[arg(long, default_value_t = 300)]
         wait_secs: u64,
+        /// Print the result's transcript instead (the JSON `infera verify` checks).
+        #[arg(long)]
+        json: bool,
     },
+    /// Check results by hand: read transcripts (JSON, as `infera job --json` prints them) from a
+    /// file or stdin, score them with the local model and print one JSON verdict each. Exit 0
+    /// honest, 3 fraud, 2 bad input.
+    Verify(infera::verify::VerifyArgs),
     /// Model files.
     Model {
         #[command(subcommand)]
@@ -117,6 +132,12 @@ enum Command {
 #[derive(Debug, Subcommand)]
 enum ExecutorAction {
     /// Withdraw the executor's credited earnings from the escrow.
+    Withdraw,
+}
+
+#[derive(Debug, Subcommand)]
+enum ValidatorAction {
+    /// Withdraw the validator's credits (bond refunds, rewards, canary refunds).
     Withdraw,
 }
 
@@ -170,7 +191,7 @@ impl From<MarketArgs> for MarketParams {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     match run().await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(report) => {
             // Errors can quote the RPC or database URL (reqwest and sqlx name it): credentials
             // in it are masked.
@@ -183,7 +204,7 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run() -> eyre::Result<()> {
+async fn run() -> eyre::Result<std::process::ExitCode> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -257,6 +278,22 @@ async fn run() -> eyre::Result<()> {
                 }
             }
         }
+        Command::Validator { config, action } => {
+            let config =
+                infera_validator::ValidatorConfig::load(config.as_deref(), std::env::vars())?;
+            match action {
+                None => {
+                    infera_validator::run(config, async {
+                        let _ = tokio::signal::ctrl_c().await;
+                    })
+                    .await?;
+                }
+                Some(ValidatorAction::Withdraw) => {
+                    let amount = infera_validator::withdraw(config).await?;
+                    println!("{amount}");
+                }
+            }
+        }
         Command::Indexer { config } => {
             let config = infera_indexer::IndexerConfig::load(config.as_deref(), std::env::vars())?;
             infera_indexer::run(config, async {
@@ -274,6 +311,7 @@ async fn run() -> eyre::Result<()> {
             top_k,
             top_p_ppm,
             wait_secs,
+            json,
         } => {
             let signer = keys::load_signer(private_key_file.as_deref())?;
             let mut request = infera::job::JobRequest::new(rpc_url, job_escrow, signer, prompt);
@@ -285,7 +323,15 @@ async fn run() -> eyre::Result<()> {
             };
             request.wait = std::time::Duration::from_secs(wait_secs);
             let outcome = infera::job::post_and_wait(request).await?;
-            println!("{}", serde_json::to_string_pretty(&outcome)?);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&outcome.transcript)?);
+            } else {
+                println!("{}", serde_json::to_string_pretty(&outcome)?);
+            }
+        }
+        Command::Verify(args) => {
+            let code = infera::verify::run(&args, &mut std::io::stdout().lock()).await;
+            return Ok(std::process::ExitCode::from(code));
         }
         Command::Model { action } => match action {
             ModelAction::Fetch => {
@@ -310,5 +356,5 @@ async fn run() -> eyre::Result<()> {
             }
         },
     }
-    Ok(())
+    Ok(std::process::ExitCode::SUCCESS)
 }
