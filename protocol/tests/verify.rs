@@ -7,9 +7,16 @@ use infera_protocol::{
     models::DEFAULT_MODEL,
     sampler::SAMPLER_VERSION,
     verify::{
-        DEFAULT_THRESHOLDS, Evidence, Outcome, PositionEvidence, Rule, Thresholds, Transcript,
-        Verdict, WORST_POSITIONS, judge,
+        Evidence, Outcome, PositionEvidence, Rule, Thresholds, Transcript, Verdict,
+        WORST_POSITIONS, judge,
     },
+};
+
+/// The registry thresholds these tests judge against (fixed here: calibration may move the
+/// defaults).
+const THRESHOLDS: Thresholds = Thresholds {
+    max_margin_ppm: 2_000_000,
+    max_flip_rate_ppm: 50_000,
 };
 
 const EOS: u32 = 151_645;
@@ -83,7 +90,7 @@ impl Fixture {
     }
 
     fn judge(&self, t: &Transcript) -> Verdict {
-        judge(t, &self.evidence(), DEFAULT_THRESHOLDS)
+        judge(t, &self.evidence(), THRESHOLDS)
     }
 
     fn flip(&mut self, position: usize, margin: f64) {
@@ -296,7 +303,7 @@ fn margin() {
     f.flip(10, 0.6);
     let strict = Thresholds {
         max_margin_ppm: 500_000,
-        ..DEFAULT_THRESHOLDS
+        ..THRESHOLDS
     };
     assert!(f.judge(&t).is_honest());
     assert_fails(&judge(&t, &f.evidence(), strict), &[Rule::Margin]);
@@ -328,7 +335,7 @@ fn flip_rate() {
     assert_eq!(v.flip_rate_ppm, 50_000);
     let stricter = Thresholds {
         max_flip_rate_ppm: 49_999,
-        ..DEFAULT_THRESHOLDS
+        ..THRESHOLDS
     };
     assert_fails(&judge(&t, &f.evidence(), stricter), &[Rule::FlipRate]);
 }
@@ -378,4 +385,24 @@ fn worst_positions_are_the_largest_margins_first_and_at_most_eight() {
     let order: Vec<usize> = v.worst_positions.iter().map(|w| w.position).collect();
     assert_eq!(order, [11, 10, 9, 8, 7, 6, 5, 4]);
     assert!(v.worst_positions.iter().all(|w| w.claimed == w.pick));
+}
+
+#[test]
+fn the_default_thresholds_tolerate_a_benign_flip_in_a_short_output() {
+    // 19 positions, one near-tie flip (as seen on honest sampled jobs): not fraud by default.
+    let mut t = transcript();
+    t.output_ids.drain(..22);
+    t.output_tokens = t.output_ids.len() as u32;
+    t.seal();
+    let mut f = Fixture::agreeing(&t);
+    f.flip(6, 0.05);
+    let v = judge(
+        &t,
+        &f.evidence(),
+        infera_protocol::verify::DEFAULT_THRESHOLDS,
+    );
+    assert!(v.is_honest(), "{v:?}");
+    assert_eq!(v.flip_rate_ppm, 52_632);
+    // The fixed 5% of the other tests would convict it.
+    assert_fails(&f.judge(&t), &[Rule::FlipRate]);
 }
