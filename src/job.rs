@@ -1,5 +1,6 @@
 //! `infera job`: what a dApp does, from the command line — post a prompt to the job market with
-//! its maximum cost in escrow, wait for an executor's result, and print it with its commitment.
+//! its maximum cost in escrow, wait for an executor's result, and print it with its commitment —
+//! or, with `--json`, as the [`Transcript`] `infera verify` checks.
 
 use std::time::Duration;
 
@@ -16,7 +17,9 @@ use infera_chain::{
     deploy::{ChainError, Deployment},
     market::{JobMarket, new_salt},
 };
-use infera_protocol::{SamplingParams, models::DEFAULT_MODEL, unpack_tokens};
+use infera_protocol::{
+    FinishReason, SamplingParams, models::DEFAULT_MODEL, unpack_tokens, verify::Transcript,
+};
 use serde::Serialize;
 
 /// What to post.
@@ -105,6 +108,9 @@ pub struct JobOutcome {
     pub payment: U256,
     /// When the result can be finalized.
     pub challenge_end: u64,
+    /// Everything needed to check the result by hand (`infera job --json` prints it).
+    #[serde(skip)]
+    pub transcript: Transcript,
 }
 
 /// Amounts and ids print in decimal, as users read them.
@@ -121,6 +127,14 @@ pub enum JobError {
     /// The node failed (credentials in URLs of the message masked).
     #[error("rpc: {}", infera_chain::redact::redact_text(&.0.to_string()))]
     Rpc(#[from] alloy::transports::TransportError),
+    /// The chain's record of the result cannot be read as a transcript.
+    #[error("job {job_id}: malformed result: {reason}")]
+    Malformed {
+        /// The job.
+        job_id: U256,
+        /// What is wrong.
+        reason: String,
+    },
     /// No result in time.
     #[error("no result for job {job_id} after {waited:?} (is an executor serving the model?)")]
     Timeout {
@@ -203,13 +217,16 @@ pub async fn post_and_wait(request: JobRequest) -> Result<JobOutcome, JobError> 
             .find_map(|log| log.log_decode::<JobEscrow::ResultSubmitted>().ok());
         if let (Some(accepted), Some(submitted)) = (accepted, submitted) {
             let submitted = submitted.inner.data;
+            let assignment = accepted.inner.data.assignment;
+            let transcript = transcript(&posted.job, &posted.prompt, &assignment, &submitted)
+                .map_err(|reason| JobError::Malformed { job_id, reason })?;
             return Ok(JobOutcome {
                 job_id,
                 tx_hash: receipt.transaction_hash,
                 escrow: posted.job.escrow,
                 executor: submitted.executor,
                 salt: posted.job.spec.salt,
-                seed: accepted.inner.data.assignment.seed,
+                seed: assignment.seed,
                 output: String::from_utf8_lossy(&submitted.output).into_owned(),
                 output_tokens: unpack_tokens(&submitted.outputTokens).unwrap_or_default(),
                 input_tokens: submitted.inputTokens,
@@ -217,6 +234,7 @@ pub async fn post_and_wait(request: JobRequest) -> Result<JobOutcome, JobError> 
                 commitment: submitted.settlement.commitment,
                 payment: submitted.settlement.payment,
                 challenge_end: submitted.settlement.challengeEnd,
+                transcript,
             });
         }
         if started.elapsed() > request.wait {
@@ -227,4 +245,37 @@ pub async fn post_and_wait(request: JobRequest) -> Result<JobOutcome, JobError> 
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// The transcript of a submitted job from the chain's events: the terms and prompt of
+/// `JobPosted`, the seed of `JobAccepted`, the result and commitment of `ResultSubmitted`. The
+/// prompt ids are left empty: the chain carries only their hash (bound by the commitment), and
+/// `infera verify` renders them from the prompt.
+///
+/// # Errors
+/// A message when the output ids are not whole `uint32` words or the finish reason is unknown.
+pub fn transcript(
+    job: &IJobEscrow::Job,
+    prompt: &[u8],
+    assignment: &IJobEscrow::Assignment,
+    submitted: &JobEscrow::ResultSubmitted,
+) -> Result<Transcript, String> {
+    let output_ids = unpack_tokens(&submitted.outputTokens).map_err(|e| e.to_string())?;
+    let finish_reason =
+        FinishReason::try_from(submitted.finishReason).map_err(|e| e.to_string())?;
+    Ok(Transcript {
+        model_id: job.spec.modelId,
+        sampler_version: job.samplerVersion,
+        sampling: job.spec.sampling.clone().into(),
+        seed: assignment.seed,
+        prompt: Some(String::from_utf8_lossy(prompt).into_owned()),
+        prompt_ids: Vec::new(),
+        output_tokens: u32::try_from(output_ids.len()).map_err(|e| e.to_string())?,
+        output_ids,
+        max_output_tokens: job.spec.maxOutputTokens,
+        finish_reason,
+        text: String::from_utf8_lossy(&submitted.output).into_owned(),
+        input_tokens: submitted.inputTokens,
+        commitment: submitted.settlement.commitment,
+    })
 }

@@ -12,6 +12,7 @@
 //!   [`EngineError::Busy`] when full; places in it can be reserved ahead ([`Reservation`]) for
 //!   requests that must not be crowded out.
 
+pub mod check;
 mod generation;
 
 use std::{

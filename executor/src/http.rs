@@ -156,6 +156,9 @@ pub struct ReceiptEvent {
     pub text: String,
     /// `stop` or `length`.
     pub finish_reason: String,
+    /// Everything needed to check the result by hand: the JSON `infera verify` reads (its
+    /// `prompt` is the messages' canonical JSON, or absent when the prompt came as token ids).
+    pub transcript: infera_protocol::verify::Transcript,
 }
 
 /// The `token` event.
@@ -262,6 +265,19 @@ async fn generate(
             format!("model {} not served", request.modelId),
         )
     })?;
+    // The prompt as the transcript shows it: the messages the request hash covers.
+    let posted_prompt = match &body.prompt {
+        PromptInput::TokenIds(_) => None,
+        PromptInput::Messages(messages) => Some(
+            String::from_utf8_lossy(
+                &Prompt {
+                    messages: messages.clone(),
+                }
+                .to_json(),
+            )
+            .into_owned(),
+        ),
+    };
     let prompt_ids = match &body.prompt {
         PromptInput::TokenIds(ids) => {
             if prompt_hash_of_tokens(ids) != request.promptHash {
@@ -340,9 +356,9 @@ async fn generate(
     metrics::counter!("infera_executor_gateway_requests_total", "outcome" => "served").increment(1);
     let served = served.clone();
     let stream = futures::stream::unfold(
-        Some((generation, state, request, served)),
+        Some((generation, state, request, served, posted_prompt)),
         |slot| async move {
-            let (mut generation, state, request, served) = slot?;
+            let (mut generation, state, request, served, posted_prompt) = slot?;
             match generation.next().await {
                 Some(Ok(Event::Token {
                     index,
@@ -359,13 +375,17 @@ async fn generate(
                             logprob,
                         },
                     );
-                    Some((Ok(event), Some((generation, state, request, served))))
+                    Some((
+                        Ok(event),
+                        Some((generation, state, request, served, posted_prompt)),
+                    ))
                 }
                 Some(Ok(Event::Done(output))) => {
-                    let event = match receipt_event(&state, &request, &served, output) {
-                        Ok(receipt) => sse("receipt", &receipt),
-                        Err(message) => sse("error", &json!({"message": message})),
-                    };
+                    let event =
+                        match receipt_event(&state, &request, &served, posted_prompt, output) {
+                            Ok(receipt) => sse("receipt", &receipt),
+                            Err(message) => sse("error", &json!({"message": message})),
+                        };
                     Some((Ok(event), None))
                 }
                 Some(Err(error)) => Some((
@@ -395,6 +415,7 @@ fn receipt_event(
     state: &HttpState,
     request: &GatewayRequest,
     served: &Served,
+    prompt: Option<String>,
     output: Output,
 ) -> Result<ReceiptEvent, String> {
     let commitment = CommitmentInput::from_tokens(
@@ -431,6 +452,21 @@ fn receipt_event(
     metrics::counter!("infera_executor_output_tokens_total")
         .increment(output.output_ids.len() as u64);
     telemetry::record_generation(&output, "gateway");
+    let transcript = infera_protocol::verify::Transcript {
+        model_id: request.modelId,
+        sampler_version: SAMPLER_VERSION,
+        sampling: request.sampling(),
+        seed: request.seed,
+        prompt,
+        prompt_ids: output.prompt_ids.clone(),
+        output_ids: output.output_ids.clone(),
+        max_output_tokens: request.maxTokens,
+        finish_reason: output.finish_reason,
+        text: output.text.clone(),
+        input_tokens: receipt.inputTokens,
+        output_tokens: receipt.outputTokens,
+        commitment: receipt.commitment,
+    };
     Ok(ReceiptEvent {
         cost: receipt.cost(),
         receipt,
@@ -442,6 +478,7 @@ fn receipt_event(
             infera_protocol::FinishReason::Length => "length".into(),
             _ => "stop".into(),
         },
+        transcript,
     })
 }
 
