@@ -10,7 +10,7 @@
 //! | `GET /v1/executors/{address}` | one executor with its prices and stake |
 //! | `GET /v1/accounts/{address}` | an account's JobEscrow credit and locked credit (with its release time) |
 //! | `GET /v1/jobs/{job_id}` | a job's lifecycle |
-//! | `GET /v1/disputes[?status=open]` | disputes |
+//! | `GET /v1/disputes[?status=open\|drawing\|voting\|executor_faulty\|executor_honest]` | disputes (`open`: drawing or voting) |
 //! | `GET /health` | 200 once the database answers |
 
 use alloy::primitives::{Address, B256, U256};
@@ -299,7 +299,11 @@ async fn disputes(State(api): State<Api>, Query(filter): Query<DisputeFilter>) -
         .all::<DisputeRow>(api.chain_id)
         .await?
         .into_iter()
-        .filter(|d| filter.status.as_deref().is_none_or(|s| s == d.status))
+        .filter(|d| match filter.status.as_deref() {
+            None => true,
+            Some("open") => d.is_open(),
+            Some(status) => status == d.status,
+        })
         .map(|d| with_finality(&d, d.block, &cursor))
         .collect();
     Ok(Json(json!({ "disputes": rows })))

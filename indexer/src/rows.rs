@@ -785,13 +785,50 @@ impl Table for JobRow {
     }
 }
 
-/// A challenged job.
+/// A juror's seat in a dispute and its ballot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JurorBallot {
+    /// The juror (a validator).
+    pub juror: Address,
+    /// Whether it committed a vote.
+    pub committed: bool,
+    /// Its revealed vote: `honest` or `faulty`; `None` until revealed (and for good if it never was).
+    pub vote: Option<String>,
+}
+
+/// A dispute of the Disputes contract: the claim it judges, its parties, jury and outcome.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DisputeRow {
-    /// The job.
-    pub job_id: u64,
-    /// `open`, `executor_faulty` (rejected) or `executor_honest` (finalized after the dispute).
+    /// Its id in the Disputes contract.
+    pub dispute_id: u64,
+    /// The claim source (JobEscrow for on-chain jobs).
+    pub source: Address,
+    /// The claim in the source (the job id for JobEscrow).
+    pub claim_id: U256,
+    /// The validator who challenged and posted the bond.
+    pub challenger: Address,
+    /// The executor whose result is disputed.
+    pub executor: Address,
+    /// The challenger's bond.
+    pub bond: U256,
+    /// `drawing` (jury not drawn yet), `voting`, `executor_faulty` or `executor_honest`.
     pub status: String,
+    /// The block whose hash draws the jury.
+    pub draw_block: u64,
+    /// Votes are committed before this time (unix seconds).
+    pub commit_end: u64,
+    /// Votes are revealed before this time.
+    pub reveal_end: u64,
+    /// The jury, in seat order, with the ballots.
+    pub jurors: Vec<JurorBallot>,
+    /// Revealed votes saying the executor was faulty.
+    pub faulty_votes: u32,
+    /// Revealed votes saying it was honest.
+    pub honest_votes: u32,
+    /// Collateral the claim source sent to Disputes (a faulty executor's).
+    pub collateral_seized: Option<U256>,
+    /// Tokens burned at resolution.
+    pub burned: Option<U256>,
     /// Block the dispute opened in.
     pub opened_block: u64,
     /// Block it was resolved in.
@@ -800,12 +837,32 @@ pub struct DisputeRow {
     pub block: u64,
 }
 
+impl DisputeRow {
+    /// Whether the dispute is still open (its jury not drawn or still voting).
+    pub fn is_open(&self) -> bool {
+        matches!(self.status.as_str(), "drawing" | "voting")
+    }
+}
+
 impl Table for DisputeRow {
     type Key = u64;
     const NAME: &'static str = "disputes";
     const COLUMNS: &'static [&'static str] = &[
-        "job_id",
+        "dispute_id",
+        "source",
+        "claim_id",
+        "challenger",
+        "executor",
+        "bond",
         "status",
+        "draw_block",
+        "commit_end",
+        "reveal_end",
+        "jurors",
+        "faulty_votes",
+        "honest_votes",
+        "collateral_seized",
+        "burned",
         "opened_block",
         "resolved_block",
         "block",
@@ -813,15 +870,29 @@ impl Table for DisputeRow {
     const KEY_COLUMNS: usize = 1;
 
     fn key(&self) -> u64 {
-        self.job_id
+        self.dispute_id
     }
     fn key_values(key: &u64) -> Vec<Value> {
         vec![int(*key)]
     }
     fn values(&self) -> Vec<Value> {
         vec![
-            int(self.job_id),
+            int(self.dispute_id),
+            hex(self.source),
+            amount(self.claim_id),
+            hex(self.challenger),
+            hex(self.executor),
+            amount(self.bond),
             Value::Text(self.status.clone()),
+            int(self.draw_block),
+            int(self.commit_end),
+            int(self.reveal_end),
+            // A Vec of plain structs always serialises.
+            Value::Text(serde_json::to_string(&self.jurors).unwrap_or_else(|_| "[]".into())),
+            int(self.faulty_votes.into()),
+            int(self.honest_votes.into()),
+            opt_text(self.collateral_seized, amount),
+            opt_text(self.burned, amount),
             int(self.opened_block),
             opt_int(self.resolved_block),
             int(self.block),
@@ -829,8 +900,22 @@ impl Table for DisputeRow {
     }
     fn from_row(row: &AnyRow) -> Result<Self, DecodeError> {
         Ok(Self {
-            job_id: get_int(row, "job_id")?,
+            dispute_id: get_int(row, "dispute_id")?,
+            source: get_parsed(row, "source")?,
+            claim_id: get_parsed(row, "claim_id")?,
+            challenger: get_parsed(row, "challenger")?,
+            executor: get_parsed(row, "executor")?,
+            bond: get_parsed(row, "bond")?,
             status: get_text(row, "status")?,
+            draw_block: get_int(row, "draw_block")?,
+            commit_end: get_int(row, "commit_end")?,
+            reveal_end: get_int(row, "reveal_end")?,
+            jurors: serde_json::from_str(&get_text(row, "jurors")?)
+                .map_err(|e| bad("jurors", e))?,
+            faulty_votes: narrow("faulty_votes", get_int(row, "faulty_votes")?)?,
+            honest_votes: narrow("honest_votes", get_int(row, "honest_votes")?)?,
+            collateral_seized: get_opt_parsed(row, "collateral_seized")?,
+            burned: get_opt_parsed(row, "burned")?,
             opened_block: get_int(row, "opened_block")?,
             resolved_block: get_opt_int(row, "resolved_block")?,
             block: get_int(row, "block")?,

@@ -13,14 +13,15 @@ use alloy::{
     sol_types::SolEventInterface,
 };
 use infera_chain::bindings::{
-    JobEscrow::JobEscrowEvents, ModelRegistry::ModelRegistryEvents, Staking::StakingEvents,
+    Disputes::DisputesEvents, JobEscrow::JobEscrowEvents, ModelRegistry::ModelRegistryEvents,
+    Staking::StakingEvents,
 };
 use sqlx::AnyConnection;
 
 use crate::{
     rows::{
-        BalanceRow, DisputeRow, ExecutorRow, JobRow, JobStatus, ModelRow, PriceRow, ROLE_EXECUTOR,
-        RulesRow, StakeRow, Table,
+        BalanceRow, DisputeRow, ExecutorRow, JobRow, JobStatus, JurorBallot, ModelRow, PriceRow,
+        ROLE_EXECUTOR, RulesRow, StakeRow, Table,
     },
     store::{self, StoreError, UndoEntry},
 };
@@ -34,20 +35,30 @@ pub struct Contracts {
     pub staking: Address,
     /// ModelRegistry.
     pub model_registry: Address,
+    /// Disputes (zero while JobEscrow has no dispute contract wired: then it is not followed).
+    pub disputes: Address,
 }
 
 impl Contracts {
     /// The addresses, in `eth_getLogs` order.
     pub fn addresses(&self) -> Vec<Address> {
-        vec![self.job_escrow, self.staking, self.model_registry]
+        let mut addresses = vec![self.job_escrow, self.staking, self.model_registry];
+        if !self.disputes.is_zero() {
+            addresses.push(self.disputes);
+        }
+        addresses
     }
 
     /// How a database records which contracts it indexes.
     pub fn fingerprint(&self) -> String {
-        format!(
+        let mut fingerprint = format!(
             "{:#x},{:#x},{:#x}",
             self.job_escrow, self.staking, self.model_registry
-        )
+        );
+        if !self.disputes.is_zero() {
+            fingerprint.push_str(&format!(",{:#x}", self.disputes));
+        }
+        fingerprint
     }
 }
 
@@ -57,6 +68,7 @@ pub(crate) enum Event {
     Escrow(Box<JobEscrowEvents>),
     Staking(StakingEvents),
     Registry(ModelRegistryEvents),
+    Disputes(Box<DisputesEvents>),
 }
 
 /// Decodes `log`; `None` for a log no followed contract's ABI knows (it is still stored raw).
@@ -76,6 +88,10 @@ pub(crate) fn decode(contracts: &Contracts, log: &Log) -> Option<Event> {
         ModelRegistryEvents::decode_raw_log(topics, data)
             .ok()
             .map(Event::Registry)
+    } else if address == contracts.disputes && !address.is_zero() {
+        DisputesEvents::decode_raw_log(topics, data)
+            .ok()
+            .map(|e| Event::Disputes(Box::new(e)))
     } else {
         None
     }
@@ -144,6 +160,10 @@ cached!(
     disputes: DisputeRow,
     balances: BalanceRow,
 );
+
+fn narrow_votes(value: U256) -> u32 {
+    u32::try_from(value).unwrap_or(u32::MAX)
+}
 
 fn to_u64(value: U256) -> u64 {
     u64::try_from(value).unwrap_or(u64::MAX)
@@ -338,6 +358,7 @@ impl Changes {
             Event::Escrow(event) => self.escrow(db, *event, log, block).await,
             Event::Staking(event) => self.staking(db, event, block).await,
             Event::Registry(event) => self.registry(db, event, block).await,
+            Event::Disputes(event) => self.disputes(db, *event, block).await,
         }
     }
 
@@ -429,10 +450,6 @@ impl Changes {
                 let Some(mut job) = self.job(db, e.jobId).await? else {
                     return Ok(());
                 };
-                if job.status == JobStatus::Disputed {
-                    self.resolve_dispute(db, job.job_id, "executor_honest", block)
-                        .await?;
-                }
                 let payment = job.payment.unwrap_or_default();
                 let fee = job.validator_fee.unwrap_or_default();
                 let refund = job.escrow.saturating_sub(payment);
@@ -497,18 +514,10 @@ impl Changes {
                 let Some(mut job) = self.job(db, e.jobId).await? else {
                     return Ok(());
                 };
+                // The dispute itself is Disputes' `Challenged`, in the same transaction.
                 job.status = JobStatus::Disputed;
                 job.block = block;
-                let job_id = job.job_id;
                 self.save(job)?;
-                self.load::<DisputeRow>(db, &job_id).await?;
-                self.save(DisputeRow {
-                    job_id,
-                    status: "open".into(),
-                    opened_block: block,
-                    resolved_block: None,
-                    block,
-                })?;
             }
             JobEscrowEvents::JobRejected(e) => {
                 let Some(mut job) = self.job(db, e.jobId).await? else {
@@ -518,10 +527,8 @@ impl Changes {
                 job.refund = Some(e.refund);
                 job.collateral_seized = Some(e.collateralSeized);
                 job.block = block;
-                let (job_id, requester) = (job.job_id, job.requester);
+                let requester = job.requester;
                 self.save(job)?;
-                self.resolve_dispute(db, job_id, "executor_faulty", block)
-                    .await?;
                 self.credit(db, requester, e.refund, block).await?;
             }
             JobEscrowEvents::Withdrawn(e) => {
@@ -550,20 +557,125 @@ impl Changes {
         Ok(())
     }
 
-    async fn resolve_dispute(
+    /// Applies an event of the Disputes contract.
+    async fn disputes(
         &mut self,
         db: &mut AnyConnection,
-        job_id: u64,
-        status: &str,
+        event: DisputesEvents,
         block: u64,
     ) -> Result<(), StoreError> {
-        if let Some(mut dispute) = self.load::<DisputeRow>(db, &job_id).await? {
-            dispute.status = status.into();
-            dispute.resolved_block = Some(block);
-            dispute.block = block;
-            self.save(dispute)?;
+        let id = |dispute_id: U256| to_u64(dispute_id);
+        match event {
+            DisputesEvents::Challenged(e) => {
+                let dispute_id = id(e.disputeId);
+                self.load::<DisputeRow>(db, &dispute_id).await?;
+                self.save(DisputeRow {
+                    dispute_id,
+                    source: e.source,
+                    claim_id: e.claimId,
+                    challenger: e.challenger,
+                    executor: e.executor,
+                    bond: e.bond,
+                    status: "drawing".into(),
+                    draw_block: e.drawBlock,
+                    commit_end: e.commitEnd,
+                    reveal_end: e.revealEnd,
+                    jurors: Vec::new(),
+                    faulty_votes: 0,
+                    honest_votes: 0,
+                    collateral_seized: None,
+                    burned: None,
+                    opened_block: block,
+                    resolved_block: None,
+                    block,
+                })?;
+            }
+            DisputesEvents::DrawRearmed(e) => {
+                if let Some(mut dispute) = self.dispute(db, e.disputeId).await? {
+                    dispute.draw_block = e.drawBlock;
+                    dispute.block = block;
+                    self.save(dispute)?;
+                }
+            }
+            DisputesEvents::JuryDrawn(e) => {
+                if let Some(mut dispute) = self.dispute(db, e.disputeId).await? {
+                    dispute.status = "voting".into();
+                    dispute.jurors = e
+                        .jurors
+                        .iter()
+                        .map(|&juror| JurorBallot {
+                            juror,
+                            committed: false,
+                            vote: None,
+                        })
+                        .collect();
+                    dispute.block = block;
+                    self.save(dispute)?;
+                }
+            }
+            DisputesEvents::VoteCommitted(e) => {
+                if let Some(mut dispute) = self.dispute(db, e.disputeId).await? {
+                    for seat in dispute.jurors.iter_mut().filter(|s| s.juror == e.juror) {
+                        seat.committed = true;
+                    }
+                    dispute.block = block;
+                    self.save(dispute)?;
+                }
+            }
+            DisputesEvents::VoteRevealed(e) => {
+                if let Some(mut dispute) = self.dispute(db, e.disputeId).await? {
+                    // Vote: 1 Honest, 2 Faulty.
+                    let vote = match e.vote {
+                        1 => "honest",
+                        2 => "faulty",
+                        _ => "none",
+                    };
+                    for seat in dispute.jurors.iter_mut().filter(|s| s.juror == e.juror) {
+                        seat.vote = Some(vote.into());
+                    }
+                    match e.vote {
+                        1 => dispute.honest_votes = dispute.honest_votes.saturating_add(1),
+                        2 => dispute.faulty_votes = dispute.faulty_votes.saturating_add(1),
+                        _ => {}
+                    }
+                    dispute.block = block;
+                    self.save(dispute)?;
+                }
+            }
+            DisputesEvents::DisputeResolved(e) => {
+                if let Some(mut dispute) = self.dispute(db, e.disputeId).await? {
+                    dispute.status = if e.executorFaulty {
+                        "executor_faulty"
+                    } else {
+                        "executor_honest"
+                    }
+                    .into();
+                    dispute.faulty_votes = narrow_votes(e.faultyVotes);
+                    dispute.honest_votes = narrow_votes(e.honestVotes);
+                    dispute.collateral_seized = Some(e.collateralSeized);
+                    dispute.burned = Some(e.burned);
+                    dispute.resolved_block = Some(block);
+                    dispute.block = block;
+                    self.save(dispute)?;
+                }
+            }
+            // Raw only: payouts (`Credited`, `Withdrawn`), penalties (Staking's `Slashed` moves the
+            // stake) and governance change no derived row.
+            _ => {}
         }
         Ok(())
+    }
+
+    async fn dispute(
+        &mut self,
+        db: &mut AnyConnection,
+        dispute_id: U256,
+    ) -> Result<Option<DisputeRow>, StoreError> {
+        let row = self.load::<DisputeRow>(db, &to_u64(dispute_id)).await?;
+        if row.is_none() {
+            tracing::warn!(dispute_id = %dispute_id, "event for a dispute the indexer never saw opened");
+        }
+        Ok(row)
     }
 
     async fn staking(

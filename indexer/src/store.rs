@@ -794,6 +794,11 @@ mod tests {
             include_str!("../migrations/sqlite/0002_contracts_v2.sql"),
             include_str!("../migrations/postgres/0002_contracts_v2.sql"),
         ),
+        (
+            "0003_disputes.sql",
+            include_str!("../migrations/sqlite/0003_disputes.sql"),
+            include_str!("../migrations/postgres/0003_disputes.sql"),
+        ),
     ];
 
     /// The two dialects of the schema are one schema: PostgreSQL's is SQLite's with its types

@@ -338,6 +338,9 @@ impl Indexer {
             })
             .await
             .map_err(resolve)?,
+            disputes: retry_rate_limited("eth_call", || async { escrow.disputes().call().await })
+                .await
+                .map_err(resolve)?,
         };
         let store = Store::connect(&config.database_url).await?;
         let start = config.start_block.unwrap_or(0);
@@ -361,6 +364,7 @@ impl Indexer {
             job_escrow = %contracts.job_escrow,
             staking = %contracts.staking,
             model_registry = %contracts.model_registry,
+            disputes = %contracts.disputes,
             block = cursor.block_number,
             rpc = %Redacted(&indexer.config.rpc_url),
             database = %Redacted(&indexer.config.database_url),

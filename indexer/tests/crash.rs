@@ -62,6 +62,7 @@ async fn killed_and_restarted(chain: &mut Chain, db: &Db, reference_db: &Db) -> 
                     chain.devnet.deployment.job_escrow,
                     chain.devnet.deployment.staking,
                     chain.devnet.deployment.model_registry,
+                    chain.devnet.deployment.disputes,
                 ])
                 .from_block(0)
                 .to_block(head),

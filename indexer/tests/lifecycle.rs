@@ -11,7 +11,7 @@ use std::time::Duration;
 use alloy::primitives::{Address, U256};
 use common::{Chain, Db, wait_caught_up};
 use eyre::{Result, ensure};
-use infera_chain::bindings::{JobEscrow, ModelRegistry, Staking};
+use infera_chain::bindings::{Disputes, JobEscrow, ModelRegistry, Staking};
 use infera_indexer::{
     Indexer, Store,
     rows::{
@@ -67,12 +67,10 @@ async fn lifecycle(chain: &Chain, db: &Db) -> Result<()> {
     let assigned_c = chain.accept(c, &job_c).await?;
     let assigned_d = chain.accept(d, &job_d).await?;
     let settled_d = chain.submit(d, &job_d, &assigned_d, 16).await?;
-    chain.freeze(d, &settled_d).await?;
-    chain.resolve(d, &settled_d, true).await?;
+    let dispute_d = chain.dispute(d, &settled_d, true).await?;
     let assigned_e = chain.accept(e, &job_e).await?;
     let settled_e = chain.submit(e, &job_e, &assigned_e, 3).await?;
-    chain.freeze(e, &settled_e).await?;
-    chain.resolve(e, &settled_e, false).await?;
+    let dispute_e = chain.dispute(e, &settled_e, false).await?;
     chain.advance(3_600).await?; // past a's challenge window and c's deadline
     chain.finalize(a, &settled_a).await?;
     let (expired_c, _) = chain
@@ -188,7 +186,7 @@ async fn lifecycle(chain: &Chain, db: &Db) -> Result<()> {
     for account in [
         chain.requester.address,
         chain.executor.address,
-        chain.disputes.address,
+        chain.slasher.address,
     ] {
         same_balance(&store, chain, &escrow, account).await?;
     }
@@ -266,22 +264,48 @@ async fn lifecycle(chain: &Chain, db: &Db) -> Result<()> {
         "{rules:?} vs {v1:?}"
     );
 
-    // Disputes: one lost by the executor, one won.
+    // Disputes: one lost by the executor, one won, each as the Disputes contract has it.
     let disputes = store.all::<DisputeRow>(chain_id).await?;
-    let outcome = |id: U256| {
-        disputes
+    ensure!(disputes.len() == 2, "{disputes:?}");
+    let contract = Disputes::new(chain.devnet.deployment.disputes, provider.clone());
+    for (dispute_id, job_id, faulty) in [(dispute_d, d, true), (dispute_e, e, false)] {
+        let row = disputes
             .iter()
-            .find(|x| U256::from(x.job_id) == id)
-            .map(|x| x.status.clone())
-    };
-    ensure!(
-        outcome(d).as_deref() == Some("executor_faulty"),
-        "{disputes:?}"
-    );
-    ensure!(
-        outcome(e).as_deref() == Some("executor_honest"),
-        "{disputes:?}"
-    );
+            .find(|x| U256::from(x.dispute_id) == dispute_id)
+            .ok_or_else(|| eyre::eyre!("dispute {dispute_id} not indexed: {disputes:?}"))?;
+        let on_chain = contract.disputeOf(dispute_id).call().await?;
+        let vote = if faulty { "faulty" } else { "honest" };
+        ensure!(
+            row.source == chain.devnet.deployment.job_escrow
+                && row.claim_id == job_id
+                && row.challenger == chain.challenger.address
+                && row.executor == chain.executor.address
+                && row.bond == on_chain.bond
+                && row.commit_end == on_chain.commitEnd
+                && row.reveal_end == on_chain.revealEnd
+                && row.draw_block == on_chain.drawBlock
+                && row.status
+                    == if faulty {
+                        "executor_faulty"
+                    } else {
+                        "executor_honest"
+                    }
+                && on_chain.executorFaulty == faulty
+                && row.jurors.len() == 1
+                && row.jurors[0].juror == chain.juror.address
+                && row.jurors[0].committed
+                && row.jurors[0].vote.as_deref() == Some(vote)
+                && (row.faulty_votes, row.honest_votes) == if faulty { (1, 0) } else { (0, 1) }
+                && row.resolved_block.is_some()
+                && !row.is_open(),
+            "dispute {dispute_id}: indexed {row:?}, chain {on_chain:?}"
+        );
+        let seized = row.collateral_seized.unwrap_or_default();
+        ensure!(
+            faulty == !seized.is_zero(),
+            "collateral seized only from the faulty executor: {row:?}"
+        );
+    }
 
     api(chain, &store, a).await?;
 
@@ -332,16 +356,16 @@ async fn slash_behind_open_job(chain: &Chain, store: &Store) -> Result<()> {
     let before = same_stake().await?;
     let slasher = Staking::new(
         chain.devnet.deployment.staking,
-        chain.disputes.provider.clone(),
+        chain.slasher.provider.clone(),
     );
     let receipt = slasher
         .slash(
             chain.executor.address,
             0,
             before.staked,
-            chain.disputes.address,
+            chain.slasher.address,
         )
-        .from(chain.disputes.address)
+        .from(chain.slasher.address)
         .send()
         .await?
         .get_receipt()

@@ -18,7 +18,7 @@ use alloy::{
     signers::local::PrivateKeySigner,
 };
 use eyre::{Result, ensure, eyre};
-use infera_chain::bindings::{IJobEscrow, JobEscrow, Staking};
+use infera_chain::bindings::{Disputes, IJobEscrow, JobEscrow, Staking};
 use infera_chain::{
     devnet::{self, Devnet, DevnetConfig},
     market::{JobMarket, new_salt},
@@ -31,10 +31,15 @@ use infera_indexer::{
 };
 use sqlx::{Connection, Executor, Row};
 
-/// Dev accounts: 0 governance, 1 requester, 2 executor.
+/// Dev accounts: 0 governance, 1 requester, 2 executor, 3 and 4 validators (3 challenges, 4 is
+/// then the only juror the draw can seat: the challenger and the executor are excluded).
 pub const GOVERNANCE: usize = 0;
 pub const REQUESTER: usize = 1;
 pub const EXECUTOR: usize = 2;
+pub const CHALLENGER: usize = 3;
+pub const JUROR: usize = 4;
+/// Validator stake of the challenger and the juror.
+pub const VALIDATOR_STAKE: u64 = 100_000_000;
 
 pub struct Actor {
     pub address: Address,
@@ -60,12 +65,15 @@ impl Actor {
 }
 
 /// A devnet with anvil's finality window set, an executor serving the default model, a requester
-/// that approved the escrow, and an impersonated contract acting as the dispute module.
+/// that approved the escrow, two staked validators that run disputes through the real Disputes
+/// contract, and the Disputes address impersonated (`slasher`) for direct slashes of stake.
 pub struct Chain {
     pub devnet: Devnet,
     pub requester: Actor,
     pub executor: Actor,
-    pub disputes: Actor,
+    pub challenger: Actor,
+    pub juror: Actor,
+    pub slasher: Actor,
     pub dir: PathBuf,
 }
 
@@ -87,11 +95,22 @@ impl Chain {
             ..DevnetConfig::default()
         })
         .await?;
-        let governance = Actor::new(&devnet, GOVERNANCE)?;
         let requester = Actor::new(&devnet, REQUESTER)?;
         let executor = Actor::new(&devnet, EXECUTOR)?;
-        // The deployed dispute contract, driven through anvil's impersonation: the tests freeze and
-        // resolve jobs directly, without a jury.
+        let challenger = Actor::new(&devnet, CHALLENGER)?;
+        let juror = Actor::new(&devnet, JUROR)?;
+        for validator in [&challenger, &juror] {
+            validator.market.approve(devnet.deployment.staking).await?;
+            validator.market.approve(devnet.deployment.disputes).await?;
+            let receipt = Staking::new(devnet.deployment.staking, validator.provider.clone())
+                .stake(1, U256::from(VALIDATOR_STAKE))
+                .send()
+                .await?
+                .get_receipt()
+                .await?;
+            ensure!(receipt.status(), "validator stake reverted");
+        }
+        // The deployed dispute contract, impersonated: a test slashes stake directly with it.
         let stand_in = devnet.deployment.disputes;
         let unsigned = ProviderBuilder::new()
             .connect_http(devnet.anvil.endpoint_url())
@@ -100,7 +119,7 @@ impl Chain {
         unsigned
             .anvil_set_balance(stand_in, U256::from(10u64).pow(U256::from(20)))
             .await?;
-        let disputes = Actor {
+        let slasher = Actor {
             address: stand_in,
             market: JobMarket::new(&devnet.deployment, unsigned.clone()),
             provider: unsigned,
@@ -130,7 +149,9 @@ impl Chain {
             devnet,
             requester,
             executor,
-            disputes,
+            challenger,
+            juror,
+            slasher,
             dir,
         })
     }
@@ -261,47 +282,60 @@ impl Chain {
         Ok(())
     }
 
-    /// Freezes (opens a dispute on) a submitted job as the dispute stand-in.
-    pub async fn freeze(&self, id: U256, settlement: &IJobEscrow::Settlement) -> Result<()> {
-        let escrow = JobEscrow::new(
-            self.devnet.deployment.job_escrow,
-            self.disputes.provider.clone(),
-        );
-        let receipt = escrow
-            .freezeClaim(id, alloy::sol_types::SolValue::abi_encode(settlement).into())
-            .from(self.disputes.address)
-            .send()
-            .await?
-            .get_receipt()
-            .await?;
-        ensure!(receipt.status(), "freeze reverted");
-        Ok(())
-    }
-
-    /// Resolves a dispute as the dispute stand-in.
-    pub async fn resolve(
+    /// Runs a whole dispute of a submitted job through the Disputes contract: the challenger posts
+    /// the bond, the jury (the one other validator) is drawn, commits and reveals `faulty`, and the
+    /// challenger resolves. Returns the dispute id.
+    pub async fn dispute(
         &self,
         id: U256,
         settlement: &IJobEscrow::Settlement,
-        executor_faulty: bool,
-    ) -> Result<()> {
-        let escrow = JobEscrow::new(
-            self.devnet.deployment.job_escrow,
-            self.disputes.provider.clone(),
-        );
-        let receipt = escrow
-            .resolveClaim(
-                id,
-                alloy::sol_types::SolValue::abi_encode(settlement).into(),
-                executor_faulty,
-            )
-            .from(self.disputes.address)
+        faulty: bool,
+    ) -> Result<U256> {
+        let deployment = &self.devnet.deployment;
+        let terms: Bytes = alloy::sol_types::SolValue::abi_encode(settlement).into();
+        let as_challenger = Disputes::new(deployment.disputes, self.challenger.provider.clone());
+        let as_juror = Disputes::new(deployment.disputes, self.juror.provider.clone());
+        let receipt = as_challenger
+            .challenge(deployment.job_escrow, id, terms.clone())
             .send()
             .await?
             .get_receipt()
             .await?;
-        ensure!(receipt.status(), "resolve reverted");
-        Ok(())
+        ensure!(receipt.status(), "challenge reverted");
+        let dispute_id = receipt
+            .decoded_log::<Disputes::Challenged>()
+            .ok_or_else(|| eyre!("no Challenged event"))?
+            .disputeId;
+        self.mine(1).await?; // the draw block must be in the past
+        let receipt = as_challenger
+            .drawJury(dispute_id)
+            .send()
+            .await?
+            .get_receipt()
+            .await?;
+        ensure!(receipt.status(), "drawJury reverted");
+        let jurors = as_juror.jurorsOf(dispute_id).call().await?;
+        ensure!(
+            jurors == vec![self.juror.address],
+            "the only eligible juror is drawn: {jurors:?}"
+        );
+        // Vote: 1 Honest, 2 Faulty (a uint8 encodes as one word, like a uint256).
+        let vote: u8 = if faulty { 2 } else { 1 };
+        let salt = B256::repeat_byte(0x5a);
+        let commitment = alloy::primitives::keccak256(alloy::sol_types::SolValue::abi_encode(&(
+            dispute_id,
+            self.juror.address,
+            U256::from(vote),
+            salt,
+        )));
+        for call in [
+            as_juror.commitVote(dispute_id, commitment).send().await?,
+            as_juror.revealVote(dispute_id, vote, salt).send().await?,
+            as_challenger.resolve(dispute_id, terms).send().await?,
+        ] {
+            ensure!(call.get_receipt().await?.status(), "dispute step reverted");
+        }
+        Ok(dispute_id)
     }
 
     /// Stakes more as the executor (one block).
