@@ -13,7 +13,10 @@
 //!   requests that must not be crowded out.
 
 pub mod check;
+mod dense;
 mod generation;
+mod gguf;
+mod score;
 
 use std::{
     path::PathBuf,
@@ -35,7 +38,9 @@ use mistralrs::{
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+pub use dense::{DEFAULT_WINDOW, DenseScorer};
 pub use generation::{Event, Generation, greedy_completion};
+pub use score::{PositionScore, ScorePath, ScoreRequest, Scores, UnknownScorePath};
 pub use infera_models::ModelError;
 
 /// Why the engine refused or failed.
@@ -191,6 +196,10 @@ pub struct Engine {
     capacity: usize,
     context: Option<usize>,
     model_path: PathBuf,
+    /// Token ids generation stops on (from the GGUF header, as mistral.rs derives them).
+    eos_token_ids: Vec<u32>,
+    /// Rows of the token embedding.
+    vocab_size: usize,
 }
 
 impl std::fmt::Debug for Engine {
@@ -210,11 +219,15 @@ impl Engine {
     /// [`EngineError::Model`] when the file is missing, partial or not the registered one (nothing
     /// is loaded then), [`EngineError::Load`] when mistral.rs fails.
     pub async fn load(config: EngineConfig) -> Result<Self, EngineError> {
-        let path = {
+        let (path, eos_token_ids, vocab_size) = {
             let (path, size, sha256) = (config.model_path.clone(), config.size, config.sha256);
-            tokio::task::spawn_blocking(move || infera_models::verify(&path, size, sha256))
-                .await
-                .map_err(|e| EngineError::Load(e.to_string()))??
+            tokio::task::spawn_blocking(move || {
+                let path = infera_models::verify(&path, size, sha256)?;
+                let (header, _) = gguf::Header::read(&path)?;
+                Ok::<_, EngineError>((path, header.eos_token_ids()?, header.vocab_size()?))
+            })
+            .await
+            .map_err(|e| EngineError::Load(e.to_string()))??
         };
         let (Some(dir), Some(file)) = (path.parent(), path.file_name()) else {
             return Err(EngineError::Load(format!(
@@ -258,6 +271,8 @@ impl Engine {
             capacity,
             context,
             model_path: path,
+            eos_token_ids,
+            vocab_size,
         })
     }
 
