@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod disputes;
+
 use std::{
     path::PathBuf,
     process::{Child, Command, Stdio},

@@ -23,6 +23,9 @@ use crate::{
 /// (so a challenger that went away does not leave it undrawn).
 const DRAW_GRACE_BLOCKS: u64 = 5;
 
+/// Seconds past a dispute's reveal deadline before validators other than its challenger resolve it.
+const RESOLVE_GRACE_SECS: u64 = 120;
+
 /// The commitment of a vote, as `Disputes.revealVote` checks it:
 /// `keccak256(abi.encode(disputeId, juror, vote, salt))`.
 pub fn vote_commitment(dispute_id: U256, juror: Address, vote: u8, salt: B256) -> B256 {
@@ -131,7 +134,7 @@ impl Inner {
                                 .unwrap_or_default();
                             tracing::info!(dispute_id = %id, tx_hash = %receipt.transaction_hash, block = receipt.block_number, jurors = ?jurors, "jury drawn");
                         }
-                        Err(SendError::Chain(error)) => {
+                        Err(error @ (SendError::Chain(_) | SendError::Reverted { .. })) => {
                             tracing::debug!(dispute_id = %id, %error, "draw refused (drawn by someone else?)");
                         }
                         Err(error) => return Err(error.into()),
@@ -157,8 +160,10 @@ impl Inner {
                         revealed += 1;
                     }
                 }
+                // The challenger resolves as soon as it can; the others (anyone may) after a
+                // grace past the reveal deadline, so that one transaction, not several, closes it.
                 if (revealed == jurors.len() || now >= dispute.revealEnd)
-                    && (row.challenger || jurors.contains(&me) || now >= dispute.revealEnd)
+                    && (row.challenger || now >= dispute.revealEnd + RESOLVE_GRACE_SECS)
                 {
                     self.resolve(&row, &dispute).await?;
                 }
@@ -323,7 +328,7 @@ impl Inner {
                 }
                 Ok(())
             }
-            Err(SendError::Chain(error)) => {
+            Err(error @ (SendError::Chain(_) | SendError::Reverted { .. })) => {
                 tracing::debug!(dispute_id = %id, %error, "resolve refused (resolved by someone else?)");
                 Ok(())
             }
