@@ -15,9 +15,9 @@
 //!    attack instances they would miss (re-judged from the same evidence).
 //!
 //! Prints `key=value` lines on stdout (progress goes to stderr). Options (or environment):
-//! `--jobs N` (`CALIBRATE_JOBS`, default 32), `--attacks N` (`CALIBRATE_ATTACKS`, instances per
+//! `--jobs N` (`CALIBRATE_JOBS`, default 24), `--attacks N` (`CALIBRATE_ATTACKS`, instances per
 //! attack, default 3), `--max-margin-ppm N`, `--max-flip-rate-ppm N` (default: the protocol's
-//! [`DEFAULT_THRESHOLDS`]), `--impostors random:0.1,random:0.02,step:0.3` (`CALIBRATE_IMPOSTORS`;
+//! [`DEFAULT_THRESHOLDS`]), `--impostors random:0.1,random:0.02` (`CALIBRATE_IMPOSTORS`;
 //! per impostor model the perturbation and the share of blocks; empty for none),
 //! `--no-engine-path` (score honest jobs on the dense path only).
 
@@ -122,6 +122,7 @@ struct Options {
     thresholds: Thresholds,
     impostors: Vec<Impostor>,
     engine_path: bool,
+    batch_probe: bool,
 }
 
 /// How an impostor model's chosen weight blocks are changed.
@@ -175,7 +176,7 @@ impl Options {
                 .map_or(Ok(default), |v| v.parse().wrap_err_with(|| format!("{name}={v}")))
         };
         let mut options = Self {
-            jobs: env_usize("CALIBRATE_JOBS", 32)?,
+            jobs: env_usize("CALIBRATE_JOBS", 24)?,
             attacks: env_usize("CALIBRATE_ATTACKS", 3)?,
             thresholds: DEFAULT_THRESHOLDS,
             impostors: parse_impostors(
@@ -183,6 +184,7 @@ impl Options {
                     .unwrap_or_else(|_| DEFAULT_IMPOSTORS.to_owned()),
             )?,
             engine_path: true,
+            batch_probe: false,
         };
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
@@ -194,9 +196,11 @@ impl Options {
                 "--max-flip-rate-ppm" => options.thresholds.max_flip_rate_ppm = value()?.parse()?,
                 "--impostors" => options.impostors = parse_impostors(&value()?)?,
                 "--no-engine-path" => options.engine_path = false,
+                "--batch-probe" => options.batch_probe = true,
                 other => bail!(
                     "unknown argument {other} (--jobs N, --attacks N, --max-margin-ppm N, \
-                     --max-flip-rate-ppm N, --impostors MODE:SHARE,…, --no-engine-path)"
+                     --max-flip-rate-ppm N, --impostors MODE:SHARE,…, --no-engine-path, \
+                     --batch-probe)"
                 ),
             }
         }
@@ -208,7 +212,7 @@ impl Options {
 }
 
 /// The impostor models made unless told otherwise.
-const DEFAULT_IMPOSTORS: &str = "random:0.1,random:0.02,step:0.3";
+const DEFAULT_IMPOSTORS: &str = "random:0.1,random:0.02";
 
 fn parse_impostors(list: &str) -> Result<Vec<Impostor>> {
     list.split(',')
@@ -442,15 +446,6 @@ impl Checked {
             !verdict.is_honest(),
             verdict.failed_rules.iter().map(|r| r.to_string()).collect(),
         )
-    }
-
-    /// Whether a rule other than the two statistics failed (thresholds cannot matter then).
-    fn caught_by_rules(&self, eos_ids: &[u32]) -> bool {
-        let lenient = Thresholds {
-            max_margin_ppm: u32::MAX,
-            max_flip_rate_ppm: u32::MAX,
-        };
-        self.caught_at(lenient, eos_ids).0
     }
 }
 
@@ -1177,72 +1172,156 @@ fn report_attacks(results: &BTreeMap<String, Vec<Instance>>) {
     }
 }
 
-/// Thresholds with headroom over every honest transcript, and what they miss.
+/// A margin no float difference between the paths comes near: an honest transcript above it on
+/// the dense path was generated wrong (see `--batch-probe`), not scored wrong.
+const DEFECT_NATS: f64 = 5.0;
+
+/// Whether a rule other than the two statistics fails, or the statistics at `margin_ppm` and a
+/// flip rule that needs at least `min_flips` flips above `flip_ppm` (the rule as judged today is
+/// `min_flips = 0`).
+fn caught_with(c: &Checked, eos_ids: &[u32], margin_ppm: u32, flip_ppm: u32, min_flips: usize) -> bool {
+    let by_margin = Thresholds {
+        max_margin_ppm: margin_ppm,
+        max_flip_rate_ppm: u32::MAX,
+    };
+    let flips = c.flips();
+    let rate = (flips as u64 * 1_000_000).div_ceil(c.positions.len().max(1) as u64);
+    c.caught_at(by_margin, eos_ids).0 || (flips >= min_flips && rate > u64::from(flip_ppm))
+}
+
+/// Thresholds with headroom over every honest transcript the engine generated right, what they
+/// miss, and the same for a few alternatives.
 fn propose(
     honest: &[Checked],
     results: &BTreeMap<String, Vec<Instance>>,
     eos_ids: &[u32],
     thresholds: Thresholds,
 ) {
-    let honest_margin = honest.iter().map(|c| c.max_margin).fold(0.0, f64::max);
-    let honest_flip = honest.iter().map(|c| c.flip_rate_ppm).max().unwrap_or(0);
-    // The statistics of attacks that only they can catch (no other rule fails).
-    let statistical: Vec<&Instance> = results
-        .values()
-        .flatten()
-        .filter(|i| !i.identical && !i.checked.caught_by_rules(eos_ids))
-        .collect();
-    println!("honest_max_margin={}", nats(honest_margin));
-    println!("honest_max_flip_rate_ppm={honest_flip}");
-    // Margin: three times the largest honest margin, at least 1 nat above it, rounded up to
-    // 0.25 nat.
-    let margin = (honest_margin * 3.0).max(honest_margin + 1.0);
-    let margin_ppm = ((margin * 4.0).ceil() / 4.0 * 1e6) as u32;
-    // Flip rate: twice the largest honest rate plus 2 points, rounded up to 1%.
-    let flip = (honest_flip as u64 * 2 + 20_000).div_ceil(10_000) * 10_000;
+    let clean: Vec<&Checked> = honest.iter().filter(|c| c.max_margin <= DEFECT_NATS).collect();
+    let honest_margin = clean.iter().map(|c| c.max_margin).fold(0.0, f64::max);
+    let honest_flip = clean.iter().map(|c| c.flip_rate_ppm).max().unwrap_or(0);
+    let honest_flips = clean.iter().map(|c| c.flips()).max().unwrap_or(0);
+    println!("honest_clean_checks={}", clean.len());
+    println!("honest_clean_max_margin={}", nats(honest_margin));
+    println!("honest_clean_max_flip_rate_ppm={honest_flip}");
+    println!("honest_clean_max_flips={honest_flips}");
+    // Margin: 2.5 times the largest honest margin and at least half a nat above it, rounded up
+    // to a quarter nat. Flip rate: the rule is flips / positions, so one honest near-tie flip in
+    // a two-token output is 500000 ppm: nothing lower is safe, and 500000 is the registry's cap.
+    let margin = (honest_margin * 2.5).max(honest_margin + 0.5);
     let proposal = Thresholds {
-        max_margin_ppm: margin_ppm,
-        max_flip_rate_ppm: flip.min(500_000) as u32,
+        max_margin_ppm: ((margin * 4.0).ceil() / 4.0 * 1e6) as u32,
+        max_flip_rate_ppm: 500_000,
     };
     println!("proposed_max_margin_ppm={}", proposal.max_margin_ppm);
     println!("proposed_max_flip_rate_ppm={}", proposal.max_flip_rate_ppm);
-    let honest_fp = honest
+    let attacks: Vec<(&String, &Instance)> = results
         .iter()
-        .filter(|c| c.caught_at(proposal, eos_ids).0)
-        .count();
-    println!("proposed_false_positives={honest_fp}");
-    let mut missed = Vec::new();
-    let mut total = 0;
-    for (name, instances) in results {
-        for i in instances.iter().filter(|i| !i.identical) {
-            total += 1;
-            if !i.checked.caught_at(proposal, eos_ids).0 {
-                missed.push(format!(
-                    "{name}[{}]:max_margin={}:flips={}ppm",
+        .flat_map(|(name, instances)| instances.iter().map(move |i| (name, i)))
+        .filter(|(_, i)| !i.identical)
+        .collect();
+    let evaluate = |margin_ppm: u32, flip_ppm: u32, min_flips: usize| {
+        let fp = clean
+            .iter()
+            .filter(|c| caught_with(c, eos_ids, margin_ppm, flip_ppm, min_flips))
+            .count();
+        let missed: Vec<String> = attacks
+            .iter()
+            .filter(|(_, i)| !caught_with(&i.checked, eos_ids, margin_ppm, flip_ppm, min_flips))
+            .map(|(name, i)| {
+                format!(
+                    "{name}[{}]:margin={}:flips={}/{}",
                     i.label,
                     nats(i.checked.max_margin),
-                    i.checked.flip_rate_ppm
-                ));
-            }
-        }
-    }
-    println!("proposed_caught={}/{total}", total - missed.len());
+                    i.checked.flips(),
+                    i.checked.positions.len()
+                )
+            })
+            .collect();
+        (fp, missed)
+    };
+    let (fp, missed) = evaluate(proposal.max_margin_ppm, proposal.max_flip_rate_ppm, 0);
+    println!("proposed_false_positives={fp}");
+    println!("proposed_caught={}/{}", attacks.len() - missed.len(), attacks.len());
     println!("proposed_missed={}", missed.join(" "));
-    let weakest = statistical
-        .iter()
-        .map(|i| i.checked.max_margin)
-        .fold(f64::INFINITY, f64::min);
-    println!("statistical_attacks={}", statistical.len());
-    println!("statistical_attack_margin_min={}", nats(weakest));
-    let used_missed = results
-        .values()
-        .flatten()
-        .filter(|i| !i.identical && !i.checked.caught)
-        .count();
-    println!(
-        "thresholds_in_use_missed={used_missed} (max_margin_ppm={} max_flip_rate_ppm={})",
-        thresholds.max_margin_ppm, thresholds.max_flip_rate_ppm
-    );
+    // Alternatives: (margin ppm, flip ppm, least flips the flip rule needs).
+    for (margin_ppm, flip_ppm, min_flips) in [
+        (thresholds.max_margin_ppm, thresholds.max_flip_rate_ppm, 0),
+        (1_000_000, 250_000, 0),
+        (1_000_000, 500_000, 0),
+        (1_500_000, 250_000, 0),
+        (2_000_000, 500_000, 0),
+        (1_000_000, 100_000, 4),
+        (1_500_000, 100_000, 4),
+        (1_500_000, 50_000, 4),
+        (2_000_000, 100_000, 4),
+    ] {
+        let (fp, missed) = evaluate(margin_ppm, flip_ppm, min_flips);
+        println!(
+            "what_if_margin{margin_ppm}_flip{flip_ppm}_minflips{min_flips}=false_positives:{fp} caught:{}/{} missed:{}",
+            attacks.len() - missed.len(),
+            attacks.len(),
+            missed.join(" ")
+        );
+    }
+}
+
+/// The same greedy jobs generated alone and then `BATCH` at once: greedy outputs may differ only
+/// at near-ties (other numerics), so a concurrent output with large margins is the engine's fault.
+async fn batch_probe(
+    engine: &Arc<Engine>,
+    dense: &Arc<DenseScorer>,
+    thresholds: Thresholds,
+) -> Result<()> {
+    let mut jobs = Vec::new();
+    for i in 0..BATCH {
+        jobs.push(make_job(engine, 2000 + i, i * 3, SamplingParams::GREEDY, 48, false).await?);
+    }
+    let mut alone = Vec::new();
+    for job in &jobs {
+        alone.push(engine.generate_all(job.request()).await?);
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for (n, job) in jobs.iter().cloned().enumerate() {
+        let engine = Arc::clone(engine);
+        tasks.spawn(async move { (n, engine.generate_all(job.request()).await) });
+    }
+    let mut concurrent: Vec<Option<Output>> = vec![None; jobs.len()];
+    while let Some(joined) = tasks.join_next().await {
+        let (n, output) = joined?;
+        concurrent[n] = Some(output?);
+    }
+    for ((job, alone), concurrent) in jobs.iter().zip(&alone).zip(concurrent) {
+        let concurrent = concurrent.ok_or_else(|| eyre!("missing output"))?;
+        let first_diff = alone
+            .output_ids
+            .iter()
+            .zip(&concurrent.output_ids)
+            .position(|(a, b)| a != b);
+        let mut margins = Vec::new();
+        for output in [alone, &concurrent] {
+            let claim = transcript(
+                job,
+                output.output_ids.clone(),
+                output.text.clone(),
+                output.finish_reason,
+            );
+            let c = run_check(engine, dense, ScorePath::Dense, claim, thresholds).await?;
+            margins.push(nats(c.max_margin));
+        }
+        println!(
+            "batch_probe_job{}=prompt_tokens:{} alone_tokens:{} concurrent_tokens:{} first_difference:{} \
+             alone_max_margin:{} concurrent_max_margin:{}",
+            job.index,
+            job.prompt_ids.len(),
+            alone.output_ids.len(),
+            concurrent.output_ids.len(),
+            first_diff.map_or("none".into(), |p| p.to_string()),
+            margins[0],
+            margins[1]
+        );
+    }
+    Ok(())
 }
 
 #[tokio::main]
@@ -1276,6 +1355,10 @@ async fn main() -> Result<()> {
         eos.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
     );
     eprintln!("calibrate: loaded in {:.1}s", started.elapsed().as_secs_f64());
+
+    if options.batch_probe {
+        return batch_probe(&engine, &dense, options.thresholds).await;
+    }
 
     // 1. Honest jobs on both paths.
     let jobs = honest_jobs(&engine, options.jobs).await?;
@@ -1343,9 +1426,41 @@ async fn main() -> Result<()> {
         all_checked.extend(checked);
     }
     println!("false_positives={total_fp}");
+    println!(
+        "false_positives_excluding_defective={}",
+        all_checked
+            .iter()
+            .filter(|c| c.caught && c.max_margin <= DEFECT_NATS)
+            .count()
+    );
 
     // 2. Attacks, on the dense path.
-    let results = attacks(&engine, &dense, &config, &honest, &options).await?;
+    // Attacks start from honest transcripts the engine generated right.
+    let dense_checks = &all_checked[..honest.len()];
+    let defective: Vec<usize> = honest
+        .iter()
+        .zip(dense_checks)
+        .filter(|(_, c)| c.max_margin > DEFECT_NATS)
+        .map(|(h, _)| h.job.index)
+        .collect();
+    println!(
+        "honest_defective={} jobs={} (margins above {DEFECT_NATS} nats: generated wrong, not float noise)",
+        defective.len(),
+        defective.iter().map(usize::to_string).collect::<Vec<_>>().join(",")
+    );
+    println!(
+        "honest_defective_concurrent={}",
+        honest
+            .iter()
+            .filter(|h| h.job.concurrent && defective.contains(&h.job.index))
+            .count()
+    );
+    let bases: Vec<Honest> = honest
+        .iter()
+        .filter(|h| !defective.contains(&h.job.index))
+        .cloned()
+        .collect();
+    let results = attacks(&engine, &dense, &config, &bases, &options).await?;
     report_attacks(&results);
 
     // 3. The proposal.
