@@ -88,7 +88,10 @@ const PROMPTS: &[(Option<&str>, &str)] = &[
         None,
         "Translate 'good morning, friends' into Spanish and German.",
     ),
-    (Some("You are a poet."), "Write two lines about autumn leaves."),
+    (
+        Some("You are a poet."),
+        "Write two lines about autumn leaves.",
+    ),
     (
         None,
         "Summarise the plot of Romeo and Juliet in two sentences.",
@@ -171,9 +174,9 @@ impl Impostor {
 impl Options {
     fn parse() -> Result<Self> {
         let env_usize = |name: &str, default: usize| -> Result<usize> {
-            std::env::var(name)
-                .ok()
-                .map_or(Ok(default), |v| v.parse().wrap_err_with(|| format!("{name}={v}")))
+            std::env::var(name).ok().map_or(Ok(default), |v| {
+                v.parse().wrap_err_with(|| format!("{name}={v}"))
+            })
         };
         let mut options = Self {
             jobs: env_usize("CALIBRATE_JOBS", 24)?,
@@ -430,7 +433,10 @@ struct Checked {
 
 impl Checked {
     fn flips(&self) -> usize {
-        self.positions.iter().filter(|p| p.pick != p.claimed).count()
+        self.positions
+            .iter()
+            .filter(|p| p.pick != p.claimed)
+            .count()
     }
 
     /// The verdict again at other thresholds (the same evidence).
@@ -472,11 +478,7 @@ async fn run_check(
         .collect();
     let detokenized = engine.detokenize(&transcript.output_ids).await?;
     let rendered = match &transcript.prompt {
-        Some(posted) => Some(
-            engine
-                .render(&Prompt::parse(posted.as_bytes())?)
-                .await?,
-        ),
+        Some(posted) => Some(engine.render(&Prompt::parse(posted.as_bytes())?).await?),
         None => None,
     };
     Ok(Checked {
@@ -854,7 +856,9 @@ async fn attacks(
 ) -> Result<BTreeMap<String, Vec<Instance>>> {
     let n = options.attacks;
     let eos = engine.eos_token_ids().to_vec();
-    let eos_id = *eos.first().ok_or_else(|| eyre!("the model has no EOS id"))?;
+    let eos_id = *eos
+        .first()
+        .ok_or_else(|| eyre!("the model has no EOS id"))?;
     let mut judge = Judge {
         engine,
         dense,
@@ -880,7 +884,9 @@ async fn attacks(
             .cycle()
             .skip(a.job.index + 1)
             .take(honest.len())
-            .find(|b| b.job.prompt_index != a.job.prompt_index && b.job.max_tokens == a.job.max_tokens)
+            .find(|b| {
+                b.job.prompt_index != a.job.prompt_index && b.job.max_tokens == a.job.max_tokens
+            })
         else {
             continue;
         };
@@ -948,7 +954,11 @@ async fn attacks(
         };
         let text = engine.detokenize(&random).await?;
         let claim = transcript(&h.job, random, text, h.output.finish_reason);
-        let label = format!("{i}:job{}:pos{position}:T={}", h.job.index, temperature(&h.job));
+        let label = format!(
+            "{i}:job{}:pos{position}:T={}",
+            h.job.index,
+            temperature(&h.job)
+        );
         judge.add("swap_random", label, claim, None).await?;
 
         let second = second_choice(engine, h, position).await?;
@@ -956,10 +966,12 @@ async fn attacks(
         swapped[position] = second;
         let text = engine.detokenize(&swapped).await?;
         let claim = transcript(&h.job, swapped, text, h.output.finish_reason);
-        let label = format!("{i}:job{}:pos{position}:T={}", h.job.index, temperature(&h.job));
-        judge
-            .add("swap_second", label, claim, Some(ids))
-            .await?;
+        let label = format!(
+            "{i}:job{}:pos{position}:T={}",
+            h.job.index,
+            temperature(&h.job)
+        );
+        judge.add("swap_second", label, claim, Some(ids)).await?;
     }
 
     // eos_suppressed: the same job generated with every EOS id banned, to the budget, claimed
@@ -978,7 +990,7 @@ async fn attacks(
         // Short-answer prompts (indices 1, 6, 10) at T = 0 and 0.7.
         let prompt_index = [1, 6, 10][extra % 3];
         let params = SamplingParams {
-            temperature_ppm: if extra % 2 == 0 { 0 } else { 700_000 },
+            temperature_ppm: if extra.is_multiple_of(2) { 0 } else { 700_000 },
             top_k: 0,
             top_p_ppm: 1_000_000,
         };
@@ -1058,14 +1070,24 @@ async fn attacks(
             output.finish_reason,
         );
         judge
-            .add("system_prompt", label.clone(), claim, Some(&h.output.output_ids))
+            .add(
+                "system_prompt",
+                label.clone(),
+                claim,
+                Some(&h.output.output_ids),
+            )
             .await?;
         let mut claim = transcript(&h.job, output.output_ids, output.text, output.finish_reason);
         claim.prompt_ids = used_ids;
         claim.input_tokens = claim.prompt_ids.len() as u32;
         claim.seal();
         judge
-            .add("system_prompt_ids", label, claim, Some(&h.output.output_ids))
+            .add(
+                "system_prompt_ids",
+                label,
+                claim,
+                Some(&h.output.output_ids),
+            )
             .await?;
     }
 
@@ -1150,7 +1172,11 @@ fn report_attacks(results: &BTreeMap<String, Vec<Instance>>) {
         }
         let mut line = String::new();
         for (rule, count) in rules {
-            let _ = write!(line, "{}{rule}:{count}", if line.is_empty() { "" } else { "," });
+            let _ = write!(
+                line,
+                "{}{rule}:{count}",
+                if line.is_empty() { "" } else { "," }
+            );
         }
         println!("attack_{name}_rules={line}");
         for i in instances {
@@ -1179,7 +1205,13 @@ const DEFECT_NATS: f64 = 5.0;
 /// Whether a rule other than the two statistics fails, or the statistics at `margin_ppm` and a
 /// flip rule that needs at least `min_flips` flips above `flip_ppm` (the rule as judged today is
 /// `min_flips = 0`).
-fn caught_with(c: &Checked, eos_ids: &[u32], margin_ppm: u32, flip_ppm: u32, min_flips: usize) -> bool {
+fn caught_with(
+    c: &Checked,
+    eos_ids: &[u32],
+    margin_ppm: u32,
+    flip_ppm: u32,
+    min_flips: usize,
+) -> bool {
     let by_margin = Thresholds {
         max_margin_ppm: margin_ppm,
         max_flip_rate_ppm: u32::MAX,
@@ -1197,7 +1229,10 @@ fn propose(
     eos_ids: &[u32],
     thresholds: Thresholds,
 ) {
-    let clean: Vec<&Checked> = honest.iter().filter(|c| c.max_margin <= DEFECT_NATS).collect();
+    let clean: Vec<&Checked> = honest
+        .iter()
+        .filter(|c| c.max_margin <= DEFECT_NATS)
+        .collect();
     let honest_margin = clean.iter().map(|c| c.max_margin).fold(0.0, f64::max);
     let honest_flip = clean.iter().map(|c| c.flip_rate_ppm).max().unwrap_or(0);
     let honest_flips = clean.iter().map(|c| c.flips()).max().unwrap_or(0);
@@ -1242,7 +1277,11 @@ fn propose(
     };
     let (fp, missed) = evaluate(proposal.max_margin_ppm, proposal.max_flip_rate_ppm, 0);
     println!("proposed_false_positives={fp}");
-    println!("proposed_caught={}/{}", attacks.len() - missed.len(), attacks.len());
+    println!(
+        "proposed_caught={}/{}",
+        attacks.len() - missed.len(),
+        attacks.len()
+    );
     println!("proposed_missed={}", missed.join(" "));
     // Alternatives: (margin ppm, flip ppm, least flips the flip rule needs).
     for (margin_ppm, flip_ppm, min_flips) in [
@@ -1354,7 +1393,10 @@ async fn main() -> Result<()> {
         "eos_ids={}",
         eos.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
     );
-    eprintln!("calibrate: loaded in {:.1}s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "calibrate: loaded in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
 
     if options.batch_probe {
         return batch_probe(&engine, &dense, options.thresholds).await;
@@ -1446,7 +1488,11 @@ async fn main() -> Result<()> {
     println!(
         "honest_defective={} jobs={} (margins above {DEFECT_NATS} nats: generated wrong, not float noise)",
         defective.len(),
-        defective.iter().map(usize::to_string).collect::<Vec<_>>().join(",")
+        defective
+            .iter()
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
     );
     println!(
         "honest_defective_concurrent={}",
