@@ -302,7 +302,7 @@ async fn lifecycle(chain: &Chain, db: &Db) -> Result<()> {
         );
         let seized = row.collateral_seized.unwrap_or_default();
         ensure!(
-            faulty == !seized.is_zero(),
+            faulty != seized.is_zero(),
             "collateral seized only from the faulty executor: {row:?}"
         );
     }
