@@ -1,7 +1,7 @@
 //! An honest executor falsely challenged keeps its stake and is compensated from the bond: the
 //! real `infera executor` serves a job with the real model; validator X (`challenge_everything`)
 //! challenges it without a check; the jury J1, J2, J3 checks it teacher-forced, finds it honest
-//! and votes so. The executor's stake is untouched and unlocked, it is paid for the job, and it
+//! and votes so (J3 is the real `infera validator` process, the others run in the test's process). The executor's stake is untouched and unlocked, it is paid for the job, and it
 //! gets the bond less the jurors' part, which the three jurors share.
 
 mod common;
@@ -67,10 +67,44 @@ async fn scenario(
     .await?;
     let j1 = Running::start(net, 6, validator_config(net, 6)?, &checker).await?;
     let j2 = Running::start(net, 7, validator_config(net, 7)?, &checker).await?;
-    let j3 = Running::start(net, 8, validator_config(net, 8)?, &checker).await?;
-    let jury = [j1.address, j2.address, j3.address];
+    let j3_address = net
+        .devnet
+        .signer(8)
+        .ok_or_else(|| eyre::eyre!("no dev key 8"))?
+        .address();
+    let mut j3 = disputes::spawn_validator(net, &validator_config(net, 8)?)?;
+    let outcome = judged(
+        net,
+        contracts,
+        executor,
+        started,
+        x,
+        [j1, j2],
+        j3_address,
+    )
+    .await;
+    kill(&mut j3)?;
+    outcome
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn judged(
+    net: &Net,
+    contracts: &Contracts,
+    executor: alloy::primitives::Address,
+    started: std::time::Instant,
+    x: Running,
+    [j1, j2]: [Running; 2],
+    j3: alloy::primitives::Address,
+) -> Result<()> {
+    let jury = [j1.address, j2.address, j3];
     let x_stake = contracts.validator_stake(x.address).await?;
 
+    // The executor and the validator process stake when they start: wait for both.
+    disputes::wait("the validator process's stake", STEP, || async {
+        Ok((!contracts.validator_stake(j3).await?.is_zero()).then_some(()))
+    })
+    .await?;
     // The executor registers when it starts: wait for its stake.
     let executor_before = disputes::wait("the executor's stake", STEP, || async {
         let stake = contracts.executor_stake(executor).await?;
@@ -147,7 +181,7 @@ async fn scenario(
     );
     ensure!(contracts.validator_stake(x.address).await? == x_stake);
 
-    for validator in [x, j1, j2, j3] {
+    for validator in [x, j1, j2] {
         validator.stop().await?;
     }
     eprintln!("total {:?}", started.elapsed());

@@ -183,6 +183,19 @@ impl Running {
     }
 }
 
+/// Starts the real `infera validator` process with `config` written to a file.
+pub fn spawn_validator(net: &Net, config: &ValidatorConfig) -> Result<std::process::Child> {
+    let path = net.dir.join("validator.toml");
+    std::fs::write(&path, toml::to_string(config)?)?;
+    Ok(std::process::Command::new(env!("CARGO_BIN_EXE_infera"))
+        .args(["validator", "--config"])
+        .arg(&path)
+        .env("RUST_LOG", "warn,infera_validator=info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()?)
+}
+
 /// The contract handles a test reads.
 pub struct Contracts {
     pub escrow: JobEscrow::JobEscrowInstance<DynProvider>,
