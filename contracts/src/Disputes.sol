@@ -86,6 +86,8 @@ contract Disputes is IDisputes, Ownable2Step, ReentrancyGuardTransient {
     /// @inheritdoc IDisputes
     uint256 public nextDisputeId = 1;
     /// @inheritdoc IDisputes
+    uint256 public pendingDraws;
+    /// @inheritdoc IDisputes
     mapping(address account => uint256) public credits;
     /// @notice Claim sources governance allowed.
     mapping(address source => bool) public allowedSource;
@@ -152,6 +154,7 @@ contract Disputes is IDisputes, Ownable2Step, ReentrancyGuardTransient {
         uint256 amount = bond;
 
         disputeId = nextDisputeId++;
+        pendingDraws += 1;
         _disputeOfClaim[address(source)][claimId] = disputeId;
         _disputes[disputeId] = Dispute({
             source: source,
@@ -211,6 +214,7 @@ contract Disputes is IDisputes, Ownable2Step, ReentrancyGuardTransient {
             return;
         }
         d.phase = Phase.Voting;
+        pendingDraws -= 1;
         address[] storage jurors = _jurors[disputeId];
         _draw(disputeId, d, randomness, jurors);
         emit JuryDrawn(disputeId, jurors);
@@ -263,6 +267,7 @@ contract Disputes is IDisputes, Ownable2Step, ReentrancyGuardTransient {
         if (d.phase == Phase.Drawing) {
             // Nobody drew the jury in time: no jury, the executor is presumed honest.
             if (block.timestamp < d.commitEnd) revert TooEarly(d.commitEnd);
+            pendingDraws -= 1; // never drawn: no longer pending
         } else if (d.phase == Phase.Voting) {
             if (tally.reveals < _jurors[disputeId].length && block.timestamp < d.revealEnd) {
                 revert TooEarly(d.revealEnd);

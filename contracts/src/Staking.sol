@@ -71,7 +71,10 @@ contract Staking is IStaking, Ownable2Step, ReentrancyGuardTransient {
         if (amount == 0) revert ZeroAmount();
         StakeInfo storage info = _stakes[msg.sender][role];
         info.staked = (uint256(info.staked) + amount).toUint96();
-        if (role == Role.Validator) _addValidatorStake(msg.sender, amount);
+        if (role == Role.Validator) {
+            _requireNoPendingDraw();
+            _addValidatorStake(msg.sender, amount);
+        }
         token.pullExact(msg.sender, amount);
         emit Staked(msg.sender, role, amount);
     }
@@ -83,7 +86,10 @@ contract Staking is IStaking, Ownable2Step, ReentrancyGuardTransient {
         uint256 free = _free(info);
         if (amount > free) revert InsufficientFreeStake(free, amount);
         info.staked -= amount.toUint96();
-        if (role == Role.Validator) _subValidatorStake(msg.sender, amount);
+        if (role == Role.Validator) {
+            _requireNoPendingDraw();
+            _subValidatorStake(msg.sender, amount);
+        }
 
         Unbonding storage pending = _unbonding[msg.sender][role];
         uint256 releaseAt = block.timestamp + unbondingPeriod;
@@ -281,6 +287,13 @@ contract Staking is IStaking, Ownable2Step, ReentrancyGuardTransient {
         uint256 staked = info.staked;
         uint256 locked = info.locked;
         return staked > locked ? staked - locked : 0;
+    }
+
+    /// @dev The draw's weights are fixed from a challenge until its jury is drawn: otherwise a validator
+    /// could move them after seeing the randomness.
+    function _requireNoPendingDraw() private view {
+        address disputes_ = disputes;
+        if (disputes_ != address(0) && IDisputes(disputes_).pendingDraws() != 0) revert DrawPending();
     }
 
     /// @dev Adds `amount` to a validator's weight in the draw, appending it to the tree on its first stake.

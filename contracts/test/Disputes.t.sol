@@ -233,12 +233,12 @@ contract DisputesTest is DisputesBase {
     }
 
     function test_draw_skipsValidatorsWithoutFreeStake() public {
-        // Every validator but one has its stake locked behind other seats: only that one can sit.
-        (,, uint256 id) = openDispute();
+        // Every validator but one keeps less free stake than the penalty: only that one can sit.
         for (uint256 i = 1; i < 4; ++i) {
             vm.prank(validators[i]);
             staking.requestUnstake(IStaking.Role.Validator, VALIDATOR_STAKE - PENALTY + 1);
         }
+        (,, uint256 id) = openDispute();
         address[] memory jurors = draw(id);
         for (uint256 i = 0; i < jurors.length; ++i) {
             vm.assertEq(jurors[i], validators[4], "only the one with free stake");
@@ -246,12 +246,12 @@ contract DisputesTest is DisputesBase {
     }
 
     function test_draw_noValidatorsMeansNoJuryAndHonestDefault() public {
-        // Only the challenger and the executor are validators: nobody else can sit.
-        (uint256 jobId, IJobEscrow.Settlement memory s, uint256 id) = openDispute();
+        // Only the challenger is a validator: nobody else can sit.
         for (uint256 i = 1; i < 5; ++i) {
             vm.prank(validators[i]);
             staking.requestUnstake(IStaking.Role.Validator, VALIDATOR_STAKE);
         }
+        (uint256 jobId, IJobEscrow.Settlement memory s, uint256 id) = openDispute();
         address[] memory jurors = draw(id);
         vm.assertEq(jurors.length, 0, "empty jury");
         // Nothing to wait for: resolvable at once, honest.
@@ -275,6 +275,38 @@ contract DisputesTest is DisputesBase {
         (,, uint256 id) = openDispute();
         address[] memory jurors = draw(id, seed);
         vm.assertFalse(isIn(jurors, challenger), "challenger on the jury");
+    }
+
+    function test_attack_validatorStakeFrozenUntilTheDraw() public {
+        // Between a challenge and its draw nobody can move the draw's weights (after seeing the hash).
+        address v = validators[2];
+        fund(v, 10);
+        (,, uint256 id) = openDispute();
+        vm.assertEq(disputes.pendingDraws(), 1, "pending");
+        vm.prank(v);
+        vm.expectRevert(IStaking.DrawPending.selector);
+        staking.stake(IStaking.Role.Validator, 1);
+        vm.prank(v);
+        vm.expectRevert(IStaking.DrawPending.selector);
+        staking.requestUnstake(IStaking.Role.Validator, 1);
+        // Executor stake is not part of the draw.
+        vm.prank(executor);
+        staking.requestUnstake(IStaking.Role.Executor, 1);
+        draw(id);
+        vm.assertEq(disputes.pendingDraws(), 0, "drawn");
+        vm.prank(v);
+        staking.stake(IStaking.Role.Validator, 1);
+        vm.prank(v);
+        staking.requestUnstake(IStaking.Role.Validator, 1);
+    }
+
+    function test_pendingDraws_clearedByADefaultResolution() public {
+        (, IJobEscrow.Settlement memory s, uint256 id) = openDispute();
+        vm.warp(disputes.disputeOf(id).commitEnd);
+        disputes.resolve(id, terms(s));
+        vm.assertEq(disputes.pendingDraws(), 0, "never drawn, resolved");
+        vm.prank(validators[1]);
+        staking.requestUnstake(IStaking.Role.Validator, 1);
     }
 
     // ---------------------------------------------------------------- commit and reveal

@@ -145,6 +145,11 @@ interface IDisputes {
 
     function nextDisputeId() external view returns (uint256);
 
+    /// @notice Disputes whose jury is not drawn yet. While any is pending, validator stake cannot change
+    /// (Staking refuses validator `stake` and `requestUnstake`): the draw's weights are fixed before its
+    /// randomness exists, so nobody can shift them after seeing the hash of `drawBlock`.
+    function pendingDraws() external view returns (uint256);
+
     /// @notice The latest deadline of any open dispute: juror stake stays slashable until then, so the
     /// staking unbonding period may never end before it.
     function riskHorizon() external view returns (uint256);

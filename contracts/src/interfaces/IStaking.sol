@@ -68,6 +68,8 @@ interface IStaking {
     error InvalidProtocolContract(address account);
     error UnbondingPeriodOutOfBounds(uint256 period, uint256 min, uint256 max);
     error InvalidProfile();
+    /// @notice Validator stake cannot change while a jury draw is pending (`IDisputes.pendingDraws`).
+    error DrawPending();
     /// @notice A draw's point is not below the total validator stake.
     error DrawOutOfRange(uint256 point, uint256 total);
 
@@ -92,7 +94,8 @@ interface IStaking {
 
     // ---------------------------------------------------------------- stakers
 
-    /// @notice Bonds `amount` of the settlement token in `role`. Needs an allowance.
+    /// @notice Bonds `amount` of the settlement token in `role`. Needs an allowance. Validator stake cannot
+    /// change while a jury draw is pending (`DrawPending`), nor be requested for unstaking.
     function stake(Role role, uint256 amount) external;
 
     /// @notice Starts unbonding `amount` of free stake; it can be withdrawn after the unbonding period

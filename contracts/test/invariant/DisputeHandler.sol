@@ -63,6 +63,8 @@ contract DisputeHandler {
     mapping(uint256 jobId => uint256) public ghostSeized;
     /// @notice Set when a resolution took more than the penalty from a juror (or more than it had).
     bool public ghostOverSlash;
+    /// @notice Set when validator stake changed while a jury draw was pending.
+    bool public ghostStakeMovedDuringDraw;
     uint256 public honestExecutorInitialStake;
 
     uint256 public currentTime;
@@ -290,22 +292,31 @@ contract DisputeHandler {
     }
 
     /// @notice A validator stakes more or starts unbonding free stake (changing the draw's weights).
+    /// Between a challenge and its draw validator stake is frozen: a change then is a violation.
     function restake(uint256 seed, uint256 amount) external {
         _sync();
         address v = validators[seed % validators.length];
+        bool pending = disputes.pendingDraws() != 0;
+        bool ok;
         if (seed % 2 == 0) {
             amount = bound(amount, 1, 200e6);
             _mint(v, amount);
             vm.prank(v);
-            staking.stake(IStaking.Role.Validator, amount);
-            _ok("stake.ok");
+            try staking.stake(IStaking.Role.Validator, amount) {
+                ok = true;
+            } catch {}
         } else {
             uint256 free = staking.freeStake(v, IStaking.Role.Validator);
             if (free == 0) return;
             vm.prank(v);
-            staking.requestUnstake(IStaking.Role.Validator, bound(amount, 1, free));
-            _ok("unstake.ok");
+            try staking.requestUnstake(IStaking.Role.Validator, bound(amount, 1, free)) {
+                ok = true;
+            } catch {}
         }
+        if (ok && pending) ghostStakeMovedDuringDraw = true;
+        if (ok) _ok("restake.ok");
+        else if (pending) calls["restake.frozen"]++;
+        else revert("restake refused with no draw pending");
     }
 
     /// @notice Governance changes the dispute parameters (open disputes keep theirs).

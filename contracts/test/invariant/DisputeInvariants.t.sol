@@ -146,8 +146,17 @@ contract DisputeInvariants is Coverage {
     }
 
     /// @notice The draw's tree follows validator stake: the total is the sum, and each validator with stake
-    /// owns the point where its cumulative range starts.
+    /// owns the point where its cumulative range starts. Validator stake never moved while a draw was
+    /// pending, and `pendingDraws` counts the disputes still drawing.
     function invariant_drawFollowsStake() public view {
+        vm.assertFalse(handler.ghostStakeMovedDuringDraw(), "validator stake moved while a draw was pending");
+        Disputes disputes = handler.disputes();
+        uint256 drawing;
+        uint256 count = handler.disputeCount();
+        for (uint256 k = 0; k < count; ++k) {
+            if (disputes.disputeOf(handler.disputeIds(k)).phase == IDisputes.Phase.Drawing) drawing++;
+        }
+        vm.assertEq(disputes.pendingDraws(), drawing, "pending draws");
         Staking staking = handler.staking();
         address[] memory vs = handler.validatorList();
         uint256 acc;
@@ -230,7 +239,7 @@ contract DisputeInvariants is Coverage {
     }
 
     function _floors() internal pure returns (Floor[] memory f) {
-        f = new Floor[](12);
+        f = new Floor[](14);
         uint256 i;
         f[i++] = Floor("any.ok", 3, 1);
         f[i++] = Floor("submitJob.ok", 0, 1);
@@ -244,6 +253,8 @@ contract DisputeInvariants is Coverage {
         f[i++] = Floor("finalize.ok", 0, 1);
         f[i++] = Floor("withdraw.ok", 0, 1);
         f[i++] = Floor("setParameters.ok", 0, 1);
+        f[i++] = Floor("restake.ok", 0, 1);
+        f[i++] = Floor("restake.frozen", 0, 1);
     }
 
     function _counter(string memory name) internal view override returns (uint256) {

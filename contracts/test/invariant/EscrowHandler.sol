@@ -56,6 +56,11 @@ contract InvMockDisputes {
         return 0;
     }
 
+    /// @notice As IDisputes: no jury draw is ever pending here.
+    function pendingDraws() external pure returns (uint256) {
+        return 0;
+    }
+
     function slash(address account, IStaking.Role role, uint256 amount, address to)
         external
         onlyDriver

@@ -120,6 +120,11 @@ contract StakingHandler {
         return lifetime;
     }
 
+    /// @notice As IDisputes: no jury draw is ever pending here.
+    function pendingDraws() external pure returns (uint256) {
+        return 0;
+    }
+
     /// @notice As JobEscrow: jobs posted now end within a lifetime, earlier ones by the recorded horizon.
     function riskHorizon() public view returns (uint256) {
         uint256 current = block.timestamp + lifetime;

@@ -44,6 +44,11 @@ contract MockDisputes {
         return horizon;
     }
 
+    /// @notice As IDisputes: no jury draw is ever pending here.
+    function pendingDraws() external pure returns (uint256) {
+        return 0;
+    }
+
     function lockStake(address validator, uint256 amount) external {
         staking.lockStake(validator, amount);
     }
