@@ -7,14 +7,10 @@ use std::{path::PathBuf, sync::Arc};
 
 use alloy::primitives::B256;
 use infera_chain::bindings::IJobEscrow;
-use infera_engine::{
-    DenseScorer, Engine, EngineConfig, EngineError, ScorePath, ScoreRequest, Scores,
-};
+use infera_engine::{DenseScorer, Engine, EngineConfig, EngineError, ScorePath};
 use infera_protocol::{
-    FinishReason, Sampler,
-    prompt::Prompt,
-    unpack_tokens,
-    verify::{Evidence, PositionEvidence, Thresholds, Transcript, Verdict, judge},
+    FinishReason, unpack_tokens,
+    verify::{Thresholds, Transcript, Verdict},
 };
 
 /// The loaded model and the numeric path checks run on.
@@ -80,7 +76,7 @@ impl Checker {
         self.path
     }
 
-    /// Scores and judges `transcript`.
+    /// Scores and judges `transcript` ([`infera_engine::check::check`]).
     ///
     /// # Errors
     /// [`EngineError`] when scoring fails (not a verdict: nothing is decided).
@@ -89,7 +85,7 @@ impl Checker {
         transcript: &Transcript,
         thresholds: Thresholds,
     ) -> Result<Verdict, EngineError> {
-        let (verdict, scores) = check(
+        let (verdict, scores) = infera_engine::check::check(
             &self.engine,
             self.dense.as_ref(),
             self.path,
@@ -104,77 +100,6 @@ impl Checker {
         );
         Ok(verdict)
     }
-}
-
-/// Scores `transcript` on `path` and judges it (the prompt rendered again from the posted prompt
-/// when the transcript carries no prompt ids).
-///
-/// # Errors
-/// [`EngineError`] when rendering or scoring fails.
-pub async fn check(
-    engine: &Engine,
-    dense: Option<&Arc<DenseScorer>>,
-    path: ScorePath,
-    transcript: &Transcript,
-    thresholds: Thresholds,
-) -> Result<(Verdict, Scores), EngineError> {
-    let rendered = match &transcript.prompt {
-        Some(prompt) => match Prompt::parse(prompt.as_bytes()) {
-            Ok(prompt) => Some(engine.render(&prompt).await?),
-            // An unparsable prompt renders to nothing: the prompt rule fails.
-            Err(_) => Some(Vec::new()),
-        },
-        None => None,
-    };
-    let prompt_ids = transcript
-        .effective_prompt_ids(rendered.as_deref())
-        .to_vec();
-    let sampler = Sampler::new(transcript.sampling, transcript.seed);
-    let scores = match (path, dense) {
-        (ScorePath::Dense, Some(dense)) => {
-            let dense = Arc::clone(dense);
-            let output_ids = transcript.output_ids.clone();
-            tokio::task::spawn_blocking(move || {
-                dense.score(ScoreRequest {
-                    prompt_ids: &prompt_ids,
-                    output_ids: &output_ids,
-                    sampler,
-                })
-            })
-            .await
-            .map_err(|e| EngineError::Generate(e.to_string()))??
-        }
-        _ => {
-            engine
-                .score(ScoreRequest {
-                    prompt_ids: &prompt_ids,
-                    output_ids: &transcript.output_ids,
-                    sampler,
-                })
-                .await?
-        }
-    };
-    let positions: Vec<PositionEvidence> = scores
-        .positions
-        .iter()
-        .map(|p| PositionEvidence {
-            claimed: p.claimed,
-            pick: p.pick,
-            margin: p.margin,
-        })
-        .collect();
-    let detokenized = engine.detokenize(&transcript.output_ids).await?;
-    let verdict = judge(
-        transcript,
-        &Evidence {
-            positions: &positions,
-            detokenized: &detokenized,
-            rendered_prompt_ids: rendered.as_deref(),
-            eos_ids: engine.eos_token_ids(),
-        },
-        thresholds,
-    );
-    Ok((verdict, scores))
 }
 
 /// Why a job's transcript could not be built from its on-chain record.

@@ -670,11 +670,26 @@ impl Inner {
             match check::transcript(&job.job, &job.prompt, assignment, result, settlement) {
                 Ok(transcript) => transcript,
                 Err(error) => {
-                    return Ok((false, format!("{{\"malformed\":{:?}}}", error.to_string())));
+                    return Ok((
+                        false,
+                        serde_json::json!({ "malformed": error.to_string() }).to_string(),
+                    ));
                 }
             };
         let started = std::time::Instant::now();
-        let verdict = self.checker.check(&transcript, thresholds).await?;
+        let verdict = match self.checker.check(&transcript, thresholds).await {
+            Ok(verdict) => verdict,
+            // Ids no model can score (outside the vocabulary, beyond the context): no honest
+            // executor submits them. Any other failure decides nothing and is retried.
+            Err(error @ (EngineError::InvalidRequest(_) | EngineError::ContextExceeded { .. })) => {
+                tracing::warn!(job_id = %job.job_id, %error, "result cannot be scored: judged faulty");
+                return Ok((
+                    false,
+                    serde_json::json!({ "unscorable": error.to_string() }).to_string(),
+                ));
+            }
+            Err(error) => return Err(error.into()),
+        };
         tracing::info!(
             job_id = %job.job_id,
             honest = verdict.is_honest(),
