@@ -126,6 +126,7 @@ struct Options {
     impostors: Vec<Impostor>,
     engine_path: bool,
     batch_probe: bool,
+    diagnose: Option<usize>,
 }
 
 /// How an impostor model's chosen weight blocks are changed.
@@ -188,6 +189,7 @@ impl Options {
             )?,
             engine_path: true,
             batch_probe: false,
+            diagnose: None,
         };
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
@@ -200,6 +202,7 @@ impl Options {
                 "--impostors" => options.impostors = parse_impostors(&value()?)?,
                 "--no-engine-path" => options.engine_path = false,
                 "--batch-probe" => options.batch_probe = true,
+                "--diagnose" => options.diagnose = Some(value()?.parse()?),
                 other => bail!(
                     "unknown argument {other} (--jobs N, --attacks N, --max-margin-ppm N, \
                      --max-flip-rate-ppm N, --impostors MODE:SHARE,…, --no-engine-path, \
@@ -1305,6 +1308,77 @@ fn propose(
     }
 }
 
+/// Honest job `index` generated alone, checked on the engine path, and its worst position
+/// explained: the candidates around the claimed token and the pick at the engine's logits
+/// (temperature-scaled mass in f64, for reading only).
+async fn diagnose(engine: &Arc<Engine>, index: usize) -> Result<()> {
+    let jobs = honest_jobs(engine, index + 1).await?;
+    let job = jobs
+        .into_iter()
+        .nth(index)
+        .ok_or_else(|| eyre!("no job {index}"))?;
+    let output = engine.generate_all(job.request()).await?;
+    let honest = Honest {
+        job: job.clone(),
+        output,
+    };
+    let claim = honest_transcript(&honest);
+    let (verdict, _) = check(engine, None, ScorePath::Engine, &claim, DEFAULT_THRESHOLDS).await?;
+    println!(
+        "diagnose_job={index} params={:?} positions={} max_margin={}",
+        job.params,
+        claim.output_ids.len(),
+        nats(verdict.max_margin)
+    );
+    let Some(worst) = verdict.worst_positions.first() else {
+        println!("diagnose_worst=none");
+        return Ok(());
+    };
+    let position = worst.position;
+    let steer = Steer::new(job.sampler(), job.prompt_ids.len(), Vec::new(), true);
+    let mut context = job.prompt_ids.clone();
+    context.extend_from_slice(&honest.output.output_ids[..position]);
+    steered(engine, context, 1, &steer).await?;
+    let logits = steer
+        .logits
+        .lock()
+        .map_err(|_| eyre!("poisoned lock"))?
+        .first()
+        .cloned()
+        .ok_or_else(|| eyre!("no logits"))?;
+    let sampler = job.sampler();
+    let pick = sampler.sample(position as u32, &logits)?.token;
+    let t = f64::from(job.params.temperature_ppm.max(1)) / 1e6;
+    let mut order: Vec<u32> = (0..logits.len() as u32).collect();
+    order.sort_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]));
+    let max = f64::from(logits[order[0] as usize]);
+    let weights: Vec<f64> = order
+        .iter()
+        .map(|&i| ((f64::from(logits[i as usize]) - max) / t).exp())
+        .collect();
+    let total: f64 = weights.iter().sum();
+    let mut mass = 0.0;
+    println!(
+        "diagnose_worst=position:{position} claimed:{} pick_at_check:{} margin:{} top_p:{} top_k:{}",
+        worst.claimed,
+        worst.pick,
+        nats(worst.margin),
+        f64::from(job.params.top_p_ppm) / 1e6,
+        job.params.top_k
+    );
+    for (rank, (&id, w)) in order.iter().zip(&weights).take(12).enumerate() {
+        mass += w / total;
+        println!(
+            "diagnose_rank{rank}=id:{id} logit:{:.5} cumulative_mass:{mass:.5} margin:{}{}{}",
+            logits[id as usize],
+            nats(sampler.margin(position as u32, &logits, id)),
+            if id == worst.claimed { " CLAIMED" } else { "" },
+            if id == pick { " PICK" } else { "" }
+        );
+    }
+    Ok(())
+}
+
 /// The same greedy jobs generated alone and then `BATCH` at once: greedy outputs may differ only
 /// at near-ties (other numerics), so a concurrent output with large margins is the engine's fault.
 async fn batch_probe(
@@ -1400,6 +1474,9 @@ async fn main() -> Result<()> {
 
     if options.batch_probe {
         return batch_probe(&engine, &dense, options.thresholds).await;
+    }
+    if let Some(index) = options.diagnose {
+        return diagnose(&engine, index).await;
     }
 
     // 1. Honest jobs on both paths.
