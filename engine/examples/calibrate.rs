@@ -19,7 +19,9 @@
 //! attack, default 3), `--max-margin-ppm N`, `--max-flip-rate-ppm N` (default: the protocol's
 //! [`DEFAULT_THRESHOLDS`]), `--impostors random:0.1,random:0.02` (`CALIBRATE_IMPOSTORS`;
 //! per impostor model the perturbation and the share of blocks; empty for none),
-//! `--no-engine-path` (score honest jobs on the dense path only).
+//! `--no-engine-path` (score honest jobs on the dense path only), `--batch-probe` (greedy jobs
+//! alone and then batched: where they differ and their margins), `--diagnose N` (honest job `N`
+//! alone, its worst position explained).
 
 use std::{
     collections::BTreeMap,
