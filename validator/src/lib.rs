@@ -542,11 +542,21 @@ impl Inner {
         }
         let rate = match self.config.audit_rate_ppm {
             Some(rate) => rate,
-            None => match self.chain.store().job(job_id).await? {
-                Some(row) => self.rules(&row.job).await?.0,
-                // Posted before the validator's start: the registry's current rate.
-                None => audit::PPM / 20,
-            },
+            None => {
+                let row = match self.chain.store().job(job_id).await? {
+                    Some(row) => Some(row),
+                    // Posted before the validator followed the chain: read from its events.
+                    None => self.job(job_id).await?,
+                };
+                match row {
+                    Some(row) => self.rules(&row.job).await?.0,
+                    None => {
+                        return Err(StepError::Refused(format!(
+                            "job {job_id} submitted but never posted"
+                        )));
+                    }
+                }
+            }
         };
         Ok(if audit::selected(block_hash, job_id, me, rate) {
             tracing::info!(job_id = %job_id, rate_ppm = rate, "job drawn for audit");
