@@ -264,7 +264,9 @@ impl Validator {
         let (indexer, start) = inner.embedded_indexer().await?;
         let feed = indexer.store().clone();
         let mut stopped = inner.stop.subscribe();
-        let mut indexer_stop = stopped.clone();
+        // The indexer has its own signal, sent once the tasks below are stopped: a stop asked by a
+        // fault injection is never mistaken for the indexer stopping by itself.
+        let (stop_indexer, mut indexer_stop) = tokio::sync::watch::channel(false);
         let mut indexing = tokio::spawn(async move {
             indexer
                 .follow_until(async move {
@@ -290,6 +292,7 @@ impl Validator {
             tasks.spawn(async move { canary::canary_loop(&inner).await });
         }
         let failed = tokio::select! {
+            biased;
             () = shutdown => None,
             _ = stopped.wait_for(|stop| *stop) => {
                 tracing::warn!("validator stopping (fault injection)");
@@ -304,6 +307,7 @@ impl Validator {
         let _ = inner.stop.send(true);
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
+        let _ = stop_indexer.send(true);
         if failed.is_none() {
             let _ = indexing.await;
         }
