@@ -73,16 +73,7 @@ async fn scenario(
         .ok_or_else(|| eyre::eyre!("no dev key 8"))?
         .address();
     let mut j3 = disputes::spawn_validator(net, &validator_config(net, 8)?)?;
-    let outcome = judged(
-        net,
-        contracts,
-        executor,
-        started,
-        x,
-        [j1, j2],
-        j3_address,
-    )
-    .await;
+    let outcome = judged(net, contracts, executor, started, x, [j1, j2], j3_address).await;
     kill(&mut j3)?;
     outcome
 }
