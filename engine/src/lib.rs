@@ -51,8 +51,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub use dense::{DEFAULT_WINDOW, DenseScorer};
 pub use generation::{Event, Generation, greedy_completion};
-pub use score::{PositionScore, ScorePath, ScoreRequest, Scores, UnknownScorePath};
 pub use infera_models::ModelError;
+pub use score::{PositionScore, ScorePath, ScoreRequest, Scores, UnknownScorePath};
 
 /// Why the engine refused or failed.
 #[derive(Debug, thiserror::Error)]
