@@ -112,7 +112,10 @@ pub struct EngineConfig {
     pub sha256: B256,
     /// Its size in bytes, when known (a cheaper first check than the hash).
     pub size: Option<u64>,
-    /// Requests generated together (mistral.rs batch size).
+    /// Requests generated together (mistral.rs batch size). Keep it at 1: with mistral.rs 0.8.1
+    /// on CPU, requests decoded in one batch got wrong tokens (teacher-forced margins of 14–22 nats
+    /// at positions 3–9, greedy jobs included; `scripts/calibrate --batch-probe` reproduces it), and
+    /// a result that is not what the model computes is slashed. Others still queue (`max_queued`).
     pub max_running: usize,
     /// Requests that may wait for a slot beyond those; more are refused as busy.
     pub max_queued: usize,
@@ -121,13 +124,13 @@ pub struct EngineConfig {
 }
 
 impl EngineConfig {
-    /// Defaults for `model_path`: 4 running, 16 queued, on the CPU.
+    /// Defaults for `model_path`: 1 running (see `max_running`), 16 queued, on the CPU.
     pub fn new(model_path: PathBuf, sha256: B256, size: Option<u64>) -> Self {
         Self {
             model_path,
             sha256,
             size,
-            max_running: 4,
+            max_running: 1,
             max_queued: 16,
             device: DeviceKind::Cpu,
         }

@@ -45,7 +45,9 @@ pub struct ExecutorConfig {
     pub models: Vec<ModelConfig>,
     /// On-chain jobs worked on at once.
     pub max_jobs: usize,
-    /// Requests the engine generates together (batch size).
+    /// Requests the engine generates together (batch size). Default 1: batched decoding in
+    /// mistral.rs 0.8.1 on CPU produced tokens the model does not give (see
+    /// `infera_engine::EngineConfig::max_running`), and such results are slashed.
     pub max_running: usize,
     /// Requests that may wait for the engine beyond those; more are refused as busy.
     pub max_queued: usize,
@@ -131,7 +133,7 @@ impl Default for ExecutorConfig {
                 output_price: 400_000,
             }],
             max_jobs: 4,
-            max_running: 4,
+            max_running: 1,
             max_queued: 16,
             gateways: Vec::new(),
             poll_interval_ms: 500,

@@ -43,16 +43,28 @@ pub type FinishReasonJson = FinishReason;
 pub const WORST_POSITIONS: usize = 8;
 
 /// The default model's thresholds, as `infera deploy` registers them (`maxMarginPpm`,
-/// `maxFlipRatePpm`) and `infera verify` uses unless told otherwise. Calibration (`scripts/calibrate`)
-/// sets them; the registry on-chain is the authority for a posted job.
+/// `maxFlipRatePpm`) and `infera verify` uses unless told otherwise; the registry on-chain is the
+/// authority for a posted job. Set from `scripts/calibrate` (84 honest transcripts generated one at a
+/// time — greedy and sampled, T 0.3–1.3, top-p 0.5–1, top-k 0/40 — each scored on the dense and the
+/// engine path, 0 false positives; 32 of 38 attack instances caught):
 ///
-/// The flip rate tolerates benign near-tie flips on short outputs: honest sampled jobs of 17–19
-/// tokens showed one or two flips at margins of 0.05–0.3 nats (up to 117,648 ppm on the dense
-/// path, 52,632 ppm on the engine's own), so 5% convicted honest executors.
+/// - **7 nats** of margin at one position: honest near-ties score up to ~0.5 nats, but a token that
+///   left or entered a top-p cut because the mass ahead of it sat within a hair of `p` scores the raw
+///   logit gap to the cut (2.72 nats seen at T=1.3, top-p 0.5); substitutions, fabricated text, cut or
+///   extended outputs and dropped system prompts score 5.4–24 nats.
+/// - **5 %** of positions flipping, counted only from [`MIN_FLIPS`] flips on: greedy output claimed as
+///   sampled, impostor weights and wrong seeds flip 6–17 % of a 64–96-token output at margins too
+///   small for the margin rule, while honest outputs flip at most 3 positions (1 in 2 tokens is 50 %:
+///   a rate alone would convict short honest outputs).
 pub const DEFAULT_THRESHOLDS: Thresholds = Thresholds {
-    max_margin_ppm: 2_000_000,
-    max_flip_rate_ppm: 250_000,
+    max_margin_ppm: 7_000_000,
+    max_flip_rate_ppm: 50_000,
 };
+
+/// Flips the flip-rate rule ignores: a transcript fails it only with at least this many positions
+/// where the validator's pick differs from the claimed token, and more than the threshold's share.
+/// Honest transcripts showed at most 3 (near-ties between numeric paths).
+pub const MIN_FLIPS: usize = 4;
 
 /// What anyone needs to check a result by hand; the JSON `infera verify` reads and
 /// `infera job --json` prints.
@@ -334,7 +346,7 @@ pub fn judge(transcript: &Transcript, evidence: &Evidence<'_>, thresholds: Thres
     }
     let flips = positions.iter().filter(|p| p.pick != p.claimed).count();
     let flip_rate_ppm = flip_rate_ppm(flips, positions.len());
-    if flip_rate_ppm > thresholds.max_flip_rate_ppm {
+    if flips >= MIN_FLIPS && flip_rate_ppm > thresholds.max_flip_rate_ppm {
         failed.push(Rule::FlipRate);
     }
     if !covered {

@@ -7,7 +7,7 @@ use infera_protocol::{
     models::DEFAULT_MODEL,
     sampler::SAMPLER_VERSION,
     verify::{
-        Evidence, Outcome, PositionEvidence, Rule, Thresholds, Transcript, Verdict,
+        Evidence, MIN_FLIPS, Outcome, PositionEvidence, Rule, Thresholds, Transcript, Verdict,
         WORST_POSITIONS, judge,
     },
 };
@@ -315,26 +315,35 @@ fn flip_rate() {
     let mut f = Fixture::agreeing(&t);
     f.flip(1, 0.01);
     f.flip(2, 0.01);
-    let v = f.judge(&t);
-    assert!(v.is_honest(), "{v:?}"); // 2 / 41 = 48,781 ppm
     f.flip(3, 0.01);
     let v = f.judge(&t);
-    assert_fails(&v, &[Rule::FlipRate]); // 3 / 41 = 73,171 ppm
+    // 3 / 41 = 73,171 ppm is above 5%, but fewer than MIN_FLIPS flips never fail the rule.
+    assert!(v.is_honest(), "{v:?}");
     assert_eq!(v.flip_rate_ppm, 73_171);
+    assert_eq!(MIN_FLIPS, 4);
+    f.flip(4, 0.01);
+    let v = f.judge(&t);
+    assert_fails(&v, &[Rule::FlipRate]); // 4 / 41 = 97,561 ppm
+    assert_eq!(v.flip_rate_ppm, 97_561);
 
-    // The boundary is exact: 2 of 40 positions is 50,000 ppm, allowed.
+    // The boundary is exact: 4 of 40 positions is 100,000 ppm, allowed at 100,000.
     let mut t = transcript();
     t.output_ids.remove(0);
     t.output_tokens -= 1;
     t.seal();
     let mut f = Fixture::agreeing(&t);
-    f.flip(1, 0.01);
-    f.flip(2, 0.01);
-    let v = f.judge(&t);
+    for position in 1..=4 {
+        f.flip(position, 0.01);
+    }
+    let at = Thresholds {
+        max_flip_rate_ppm: 100_000,
+        ..THRESHOLDS
+    };
+    let v = judge(&t, &f.evidence(), at);
     assert!(v.is_honest(), "{v:?}");
-    assert_eq!(v.flip_rate_ppm, 50_000);
+    assert_eq!(v.flip_rate_ppm, 100_000);
     let stricter = Thresholds {
-        max_flip_rate_ppm: 49_999,
+        max_flip_rate_ppm: 99_999,
         ..THRESHOLDS
     };
     assert_fails(&judge(&t, &f.evidence(), stricter), &[Rule::FlipRate]);
@@ -388,21 +397,38 @@ fn worst_positions_are_the_largest_margins_first_and_at_most_eight() {
 }
 
 #[test]
-fn the_default_thresholds_tolerate_a_benign_flip_in_a_short_output() {
-    // 19 positions, one near-tie flip (as seen on honest sampled jobs): not fraud by default.
+fn the_default_thresholds_tolerate_benign_flips_in_a_short_output() {
+    // 2 positions, one near-tie flip (50 %): not fraud, whatever the rate threshold.
     let mut t = transcript();
-    t.output_ids.drain(..22);
+    t.output_ids.drain(..39);
     t.output_tokens = t.output_ids.len() as u32;
     t.seal();
     let mut f = Fixture::agreeing(&t);
-    f.flip(6, 0.05);
+    f.flip(0, 0.05);
     let v = judge(
         &t,
         &f.evidence(),
         infera_protocol::verify::DEFAULT_THRESHOLDS,
     );
     assert!(v.is_honest(), "{v:?}");
-    assert_eq!(v.flip_rate_ppm, 52_632);
-    // The fixed 5% of the other tests would convict it.
-    assert_fails(&f.judge(&t), &[Rule::FlipRate]);
+    assert_eq!(v.flip_rate_ppm, 500_000);
+
+    // 19 positions: three flips pass, a fourth (21 %) fails.
+    let mut t = transcript();
+    t.output_ids.drain(..22);
+    t.output_tokens = t.output_ids.len() as u32;
+    t.seal();
+    let mut f = Fixture::agreeing(&t);
+    for position in [2, 6, 9] {
+        f.flip(position, 0.05);
+    }
+    let defaults = infera_protocol::verify::DEFAULT_THRESHOLDS;
+    assert!(judge(&t, &f.evidence(), defaults).is_honest());
+    f.flip(12, 0.05);
+    assert_fails(&judge(&t, &f.evidence(), defaults), &[Rule::FlipRate]);
+    // A margin within the default threshold, but above the 2 nats of these tests.
+    let mut f = Fixture::agreeing(&t);
+    f.flip(3, 2.72);
+    assert!(judge(&t, &f.evidence(), defaults).is_honest());
+    assert_fails(&f.judge(&t), &[Rule::Margin]);
 }
