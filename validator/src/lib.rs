@@ -333,6 +333,9 @@ pub async fn run(
     Validator::start(config).await?.serve(shutdown).await
 }
 
+/// Longest a stake top-up waits for pending jury draws before the validator serves without it.
+const STAKE_DRAW_WAIT: Duration = Duration::from_secs(120);
+
 impl Inner {
     /// Sleeps one poll interval, or returns `false` when the validator stops.
     async fn pause(&self, delay: Duration) -> bool {
@@ -374,6 +377,30 @@ impl Inner {
                 self.config.stake
             ))
             .into());
+        }
+        // Validator stake cannot move while a jury draw is pending (Staking refuses with
+        // `DrawPending`, so nobody shifts the draw's weights after seeing its block hash): wait for
+        // the draw, at most STAKE_DRAW_WAIT; then serve with the stake there is, and say so.
+        let waiting_since = std::time::Instant::now();
+        loop {
+            let pending = chain
+                .disputes
+                .pendingDraws()
+                .call()
+                .await
+                .map_err(SendError::from)?;
+            if pending.is_zero() {
+                break;
+            }
+            if waiting_since.elapsed() >= STAKE_DRAW_WAIT {
+                tracing::warn!(staked = %staked, wanted = %self.config.stake, pending_draws = %pending,
+                    "jury draws still pending: stake not topped up this time");
+                return Ok(());
+            }
+            tracing::info!(pending_draws = %pending, "a jury draw is pending: staking waits for it");
+            if !self.pause(Duration::from_secs(2)).await {
+                return Ok(());
+            }
         }
         let approve = chain.token.approve(*chain.staking.address(), missing);
         chain
