@@ -51,13 +51,23 @@ contract Disputes is IDisputes, Ownable2Step, ReentrancyGuardTransient {
         uint256 burned;
     }
 
+    /// @notice A draw's excluded validators: `count` ranges (`starts[i]`, `weights[i]`) of the cumulative
+    /// validator stake, sorted by start, and the stake `left` to draw from.
+    struct Exclusions {
+        uint256[] starts;
+        uint256[] weights;
+        uint256 count;
+        uint256 left;
+    }
+
     uint256 internal constant BPS = 10_000;
     /// @notice Where burned tokens go: the token may have no burn function.
     address public constant BURN = 0x000000000000000000000000000000000000dEaD;
     /// @notice Largest jury governance may ask for (bounds the work of drawing and resolving).
     uint8 public constant MAX_JURY_SIZE = 15;
-    /// @notice Draw attempts per seat: candidates that are a party, already seated or without enough free
-    /// stake use an attempt, so a draw is bounded even when few validators are eligible.
+    /// @notice Draw attempts per seat: a candidate without enough free stake uses an attempt (and is not drawn
+    /// again), so a draw is bounded even when few validators are eligible. Parties and seated jurors are never
+    /// drawn.
     uint256 public constant DRAW_ATTEMPTS_PER_SEAT = 4;
     /// @notice Time between the reveal deadline and the claim's dispute end, for anyone to resolve.
     uint64 public constant RESOLVE_GRACE = 10 minutes;
@@ -206,17 +216,20 @@ contract Disputes is IDisputes, Ownable2Step, ReentrancyGuardTransient {
         if (block.number <= drawBlock) revert TooEarly(drawBlock + 1);
         if (block.timestamp >= d.commitEnd) revert TooLate(d.commitEnd);
         bytes32 randomness = blockhash(drawBlock);
+        // More than 256 blocks ago: a later block's hash, unknown until then, seeds the draw instead.
         if (randomness == bytes32(0)) {
-            // More than 256 blocks ago: a later block's hash, unknown until then, seeds the draw instead.
-            uint64 rearmed = (block.number + DRAW_DELAY).toUint64();
-            d.drawBlock = rearmed;
-            emit DrawRearmed(disputeId, rearmed);
+            _rearm(disputeId, d);
+            return;
+        }
+        address[] storage jurors = _jurors[disputeId];
+        // Nobody could be seated: a later block draws again (until `commitEnd`, when `resolve` settles the
+        // dispute without a jury).
+        if (_draw(disputeId, d, randomness, jurors) == 0) {
+            _rearm(disputeId, d);
             return;
         }
         d.phase = Phase.Voting;
         pendingDraws -= 1;
-        address[] storage jurors = _jurors[disputeId];
-        _draw(disputeId, d, randomness, jurors);
         emit JuryDrawn(disputeId, jurors);
     }
 
@@ -445,33 +458,65 @@ contract Disputes is IDisputes, Ownable2Step, ReentrancyGuardTransient {
         }
     }
 
+    /// @dev Moves the draw to a block after this one, whose hash nobody knows yet.
+    function _rearm(uint256 disputeId, Dispute storage d) private {
+        uint64 rearmed = (block.number + DRAW_DELAY).toUint64();
+        d.drawBlock = rearmed;
+        emit DrawRearmed(disputeId, rearmed);
+    }
+
     /// @dev Seats up to the dispute's jury size of distinct validators drawn by stake, in a bounded number
-    /// of attempts; parties and validators without `jurorPenalty` of free stake are passed over.
+    /// of attempts, and returns how many it seated. Each attempt draws only over the stake not excluded: the
+    /// parties' (challenger, executor, payer), the seated jurors' and that of every candidate found without
+    /// `jurorPenalty` of free stake. The draw's weights cannot move during a draw (locking a seat leaves
+    /// them as they are), so each excluded validator's range is read once, kept sorted by start, and a point
+    /// drawn over the rest is moved past the ranges below it.
     function _draw(uint256 disputeId, Dispute storage d, bytes32 randomness, address[] storage jurors)
         private
+        returns (uint256 seated)
     {
-        uint256 total = staking.totalValidatorStake();
-        if (total == 0) return;
         uint256 seats = _tallies[disputeId].jurySize;
         uint256 attempts = seats * DRAW_ATTEMPTS_PER_SEAT;
-        for (uint256 attempt; attempt < attempts && jurors.length < seats; ++attempt) {
-            uint256 point = uint256(keccak256(abi.encode(randomness, disputeId, attempt))) % total;
-            _seat(disputeId, d, staking.validatorAt(point), jurors);
+        // Every attempt excludes its candidate: at most the three parties and one range per attempt.
+        Exclusions memory ex = Exclusions({
+            starts: new uint256[](attempts + 3),
+            weights: new uint256[](attempts + 3),
+            count: 0,
+            left: staking.totalValidatorStake()
+        });
+        _exclude(ex, d.challenger);
+        if (d.executor != d.challenger) _exclude(ex, d.executor);
+        if (d.payer != d.challenger && d.payer != d.executor) _exclude(ex, d.payer);
+        uint256 penalty = d.jurorPenalty;
+        for (uint256 attempt; attempt < attempts && seated < seats && ex.left != 0; ++attempt) {
+            uint256 point = uint256(keccak256(abi.encode(randomness, disputeId, attempt))) % ex.left;
+            for (uint256 i; i < ex.count && point >= ex.starts[i]; ++i) {
+                point += ex.weights[i];
+            }
+            address candidate = staking.validatorAt(point);
+            _exclude(ex, candidate);
+            if (staking.freeStake(candidate, IStaking.Role.Validator) < penalty) continue;
+            _ballots[disputeId][candidate].seated = true;
+            jurors.push(candidate);
+            seated += 1;
+            staking.lockStake(candidate, penalty);
         }
     }
 
-    /// @dev Seats `candidate` unless it is a party, seated already or short of free stake.
-    function _seat(uint256 disputeId, Dispute storage d, address candidate, address[] storage jurors)
-        private
-    {
-        if (candidate == d.challenger || candidate == d.executor) return;
-        Ballot storage ballot = _ballots[disputeId][candidate];
-        if (ballot.seated) return;
-        uint256 penalty = d.jurorPenalty;
-        if (staking.freeStake(candidate, IStaking.Role.Validator) < penalty) return;
-        ballot.seated = true;
-        jurors.push(candidate);
-        staking.lockStake(candidate, penalty);
+    /// @dev Inserts `account`'s range of the draw (if it has stake there) into the excluded ranges, sorted by
+    /// start, and takes its weight off the stake left to draw from.
+    function _exclude(Exclusions memory ex, address account) private view {
+        (uint256 start, uint256 weight) = staking.validatorRange(account);
+        if (weight == 0) return;
+        uint256 i = ex.count;
+        for (; i != 0 && ex.starts[i - 1] > start; --i) {
+            ex.starts[i] = ex.starts[i - 1];
+            ex.weights[i] = ex.weights[i - 1];
+        }
+        ex.starts[i] = start;
+        ex.weights[i] = weight;
+        ex.count += 1;
+        ex.left -= weight;
     }
 
     function _credit(address account, uint256 amount) private {

@@ -373,6 +373,17 @@ contract Staking is IStaking, Ownable2Step, ReentrancyGuardTransient {
     }
 
     /// @inheritdoc IStaking
+    function validatorRange(address validator) external view returns (uint256 start, uint256 weight) {
+        uint256 index = _validatorIndex[validator];
+        if (index == 0) return (0, 0);
+        for (uint256 i = index - 1; i != 0; i -= i & (~i + 1)) {
+            start += _tree[i];
+        }
+        // A validator's weight in the tree is its bonded validator stake (every change moves both).
+        weight = _stakes[validator][Role.Validator].staked;
+    }
+
+    /// @inheritdoc IStaking
     function validatorCount() external view returns (uint256) {
         return _validators.length;
     }

@@ -254,8 +254,16 @@ contract DisputesTest is DisputesBase {
         (uint256 jobId, IJobEscrow.Settlement memory s, uint256 id) = openDispute();
         address[] memory jurors = draw(id);
         vm.assertEq(jurors.length, 0, "empty jury");
-        // Nothing to wait for: resolvable at once, honest.
+        // The draw is re-armed, not over: the dispute waits for `commitEnd`, then resolves honest.
+        IDisputes.Dispute memory d = disputes.disputeOf(id);
+        vm.assertTrue(d.phase == IDisputes.Phase.Drawing, "still drawing");
+        vm.assertEq(d.drawBlock, block.number + 1, "re-armed");
+        vm.assertEq(disputes.pendingDraws(), 1, "still pending");
+        vm.expectRevert(abi.encodeWithSelector(IDisputes.TooEarly.selector, d.commitEnd));
         disputes.resolve(id, terms(s));
+        vm.warp(d.commitEnd);
+        disputes.resolve(id, terms(s));
+        vm.assertEq(disputes.pendingDraws(), 0, "no longer pending");
         vm.assertEq(uint256(escrow.jobStatus(jobId)), uint256(IJobEscrow.JobStatus.Finalized), "paid");
         vm.assertEq(disputes.credits(executor), BOND, "executor keeps the whole bond");
     }

@@ -12,9 +12,12 @@ import {IClaimSource} from "./IClaimSource.sol";
 ///    `commitEnd` halfway between the challenge and `revealEnd`. The jury's randomness is the hash of
 ///    block `drawBlock` (a block after the challenge's), which nobody knows when challenging.
 /// 2. `drawJury` (anyone, from `drawBlock + 1` on, before `commitEnd`): up to `jurySize` validators are drawn
-///    by stake, the challenger and the executor excluded; each juror's penalty stake is locked until the
-///    dispute is resolved. If the hash of `drawBlock` is no longer available (256 blocks later), the draw
-///    is re-armed on a later block.
+///    by stake, in at most `jurySize * DRAW_ATTEMPTS_PER_SEAT` attempts, each over the validator stake of
+///    neither a party (challenger, executor, payer), nor a juror seated already, nor a candidate found
+///    without `jurorPenalty` of free stake; each juror's penalty stake is locked until the dispute is
+///    resolved. If the hash of `drawBlock` is no longer available (256 blocks later), or nobody could be
+///    seated, the draw is re-armed on a later block (`DrawRearmed`) and the dispute stays pending: with no
+///    jury by `commitEnd`, `resolve` settles it as Honest.
 /// 3. `commitVote` (jurors, until `commitEnd`), then `revealVote` (jurors, once every juror committed or
 ///    `commitEnd` passed, until `revealEnd`).
 /// 4. `resolve` (anyone, once every juror revealed or `revealEnd` passed, before the claim's `disputeEnd`):
@@ -114,7 +117,9 @@ interface IDisputes {
         external
         returns (uint256 disputeId);
 
-    /// @notice Draws the jury of a dispute (anyone, after `drawBlock`).
+    /// @notice Draws the jury of a dispute (anyone, after `drawBlock`); re-arms the draw on a later block
+    /// (`DrawRearmed`, the dispute still drawing) when the hash of `drawBlock` is gone or nobody could be
+    /// seated.
     function drawJury(uint256 disputeId) external;
 
     /// @notice Commits a juror's vote: `keccak256(abi.encode(disputeId, juror, vote, salt))`.
@@ -145,9 +150,10 @@ interface IDisputes {
 
     function nextDisputeId() external view returns (uint256);
 
-    /// @notice Disputes whose jury is not drawn yet. While any is pending, validator stake cannot change
-    /// (Staking refuses validator `stake` and `requestUnstake`): the draw's weights are fixed before its
-    /// randomness exists, so nobody can shift them after seeing the hash of `drawBlock`.
+    /// @notice Disputes whose jury is not drawn yet (a re-armed draw included). While any is pending,
+    /// validator stake cannot change (Staking refuses validator `stake` and `requestUnstake`): the draw's
+    /// weights are fixed before its randomness exists, so nobody can shift them after seeing the hash of
+    /// `drawBlock`.
     function pendingDraws() external view returns (uint256);
 
     /// @notice The latest deadline of any open dispute: juror stake stays slashable until then, so the

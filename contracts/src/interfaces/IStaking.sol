@@ -158,6 +158,11 @@ interface IStaking {
     /// change of validator stake).
     function validatorAt(uint256 point) external view returns (address);
 
+    /// @notice Where `validator`'s bonded stake lies in the draw: `validatorAt(p)` is `validator` exactly for
+    /// `start <= p < start + weight`. `start` is the stake of the validators before it in the draw's order
+    /// (O(log n)); (0, 0) for an account that never staked as a validator.
+    function validatorRange(address validator) external view returns (uint256 start, uint256 weight);
+
     // ---------------------------------------------------------------- governance (bounded)
 
     /// @notice Wires the job escrow, once; it must use this contract's token, this contract and its registry.
