@@ -123,17 +123,18 @@ impl Inner {
                     && (mine || block > dispute.drawBlock + DRAW_GRACE_BLOCKS)
                 {
                     let call = chain.disputes.drawJury(id);
-                    match chain
-                        .step("draw", id, call.into_transaction_request())
-                        .await
-                    {
-                        Ok(receipt) => {
-                            let jurors = receipt
-                                .decoded_log::<Disputes::JuryDrawn>()
-                                .map(|log| log.data.jurors)
-                                .unwrap_or_default();
-                            tracing::info!(dispute_id = %id, tx_hash = %receipt.transaction_hash, block = receipt.block_number, jurors = ?jurors, "jury drawn");
-                        }
+                    // One step per draw block: a draw that seated nobody re-arms on a later block
+                    // and must be sent again, not read back from the log.
+                    let kind = format!("draw@{}", dispute.drawBlock);
+                    match chain.step(&kind, id, call.into_transaction_request()).await {
+                        Ok(receipt) => match receipt.decoded_log::<Disputes::JuryDrawn>() {
+                            Some(log) => {
+                                tracing::info!(dispute_id = %id, tx_hash = %receipt.transaction_hash, block = receipt.block_number, jurors = ?log.data.jurors, "jury drawn");
+                            }
+                            None => {
+                                tracing::info!(dispute_id = %id, tx_hash = %receipt.transaction_hash, block = receipt.block_number, "draw re-armed: nobody could be seated yet");
+                            }
+                        },
                         Err(error @ (SendError::Chain(_) | SendError::Reverted { .. })) => {
                             tracing::debug!(dispute_id = %id, %error, "draw refused (drawn by someone else?)");
                         }
